@@ -1,0 +1,21 @@
+"""The ``promptgov`` command. One module per command group; heavy libraries (MLflow, DSPy,
+pandas) are imported inside the commands that need them, because ``check`` runs as a
+pre-commit hook and must start fast."""
+
+from __future__ import annotations
+
+import sys
+
+from promptgov.cli._app import app
+from promptgov.cli import _workspace_cmds  # noqa: F401  (registers lock, check, ls)
+
+
+def main() -> None:
+    from promptgov.errors import PromptgovError
+
+    try:
+        app()
+    except PromptgovError as e:  # library errors become one-line CLI errors here, at the edge
+        for line in str(e).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(1)

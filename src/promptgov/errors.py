@@ -1,0 +1,95 @@
+"""Errors raised by promptgov.
+
+One base class; each subclass says when it is raised::
+
+    PromptgovError
+    ├── WorkspaceError        a file in the workspace is malformed or references something missing
+    ├── GovernanceError       drift, an unlocked version, a failed gate or approval
+    ├── IntegrityError        an exported package no longer matches its manifest
+    └── ModelError            a model call failed; ``kind`` names the failure for the per-case record
+        ├── RateLimited       the provider answered 429 (carries ``retry_after`` when known)
+        ├── ModelTimeout      no answer within the time limit
+        ├── ServerError       the provider answered 5xx
+        ├── Refused           the model declined to answer
+        ├── BadRequest        the provider rejected the request (4xx other than 429); not retried
+        ├── InvalidOutput     the answer is not valid JSON / does not fit the schema
+        └── ReplayMiss        a replay cassette has no answer for this request
+
+Messages name the file (and line), the bad value and the fix, on one line, so that the CLI can
+print them as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PromptgovError(Exception):
+    """Base class of every error promptgov raises on purpose."""
+
+
+class WorkspaceError(PromptgovError):
+    """A workspace file is malformed or references something that does not exist."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str = "", line: int | None = None):
+        self.path, self.problem, self.fix, self.line = str(path), problem, fix, line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}" + (f" (fix: {fix})" if fix else ""))
+
+
+class GovernanceError(PromptgovError):
+    """A governance rule does not hold: drift, a missing lock entry, a failed gate."""
+
+
+class IntegrityError(PromptgovError):
+    """Content no longer matches the hashes recorded for it."""
+
+
+class ModelError(PromptgovError):
+    """A model call failed. ``kind`` is what the per-case record stores; ``transient`` says
+    whether a retry may succeed."""
+
+    kind = "error"
+    transient = False
+
+    def __init__(self, message: str = "", *, model: str | None = None):
+        self.model = model
+        super().__init__(message or self.kind)
+
+
+class RateLimited(ModelError):
+    kind, transient = "rate_limit", True
+
+    def __init__(self, message: str = "", *, model: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message, model=model)
+        self.retry_after = retry_after
+
+
+class ModelTimeout(ModelError):
+    kind, transient = "timeout", True
+
+
+class ServerError(ModelError):
+    kind, transient = "server_error", True
+
+
+class Refused(ModelError):
+    kind = "refused"
+
+
+class BadRequest(ModelError):
+    kind = "bad_request"
+
+
+class InvalidOutput(ModelError):
+    """The answer could not be parsed or validated. ``kind`` is ``invalid_json`` or
+    ``schema_violation``."""
+
+    def __init__(self, message: str, *, kind: str = "invalid_json", model: str | None = None):
+        super().__init__(message, model=model)
+        self.kind = kind
+
+
+class ReplayMiss(ModelError):
+    kind = "replay_miss"

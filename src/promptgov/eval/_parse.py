@@ -1,0 +1,103 @@
+"""Model text → a schema-valid object, or an ``InvalidOutput`` with its kind.
+
+Lenient where the intent is unambiguous (a fenced block, Python-style quotes, an unknown extra
+key, an enum value in the wrong case), strict everywhere else: a truncated or non-JSON answer is
+``invalid_json``, a well-formed object that breaks the contract is ``schema_violation``. Each
+repair is reported so that a per-case record shows what the model actually did.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from promptgov.errors import InvalidOutput
+
+_FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.S)
+
+
+def parse_output(text: str, model: type[BaseModel]) -> tuple[dict[str, Any], list[str]]:
+    """Parse and validate ``text`` against ``model``; returns ``(object, repairs)``."""
+    repairs: list[str] = []
+    raw = text.strip()
+    m = _FENCE.match(raw)
+    if m:
+        raw, _ = m.group(1).strip(), repairs.append("fenced")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        data = _python_literal(raw)
+        if data is None:
+            raise InvalidOutput(f"not valid JSON: {e.msg} at char {e.pos}: {_clip(text)}",
+                                kind="invalid_json") from None
+        repairs.append("single_quotes")
+    if not isinstance(data, dict):
+        raise InvalidOutput(f"expected a JSON object, got {type(data).__name__}",
+                            kind="schema_violation")
+    schema = model.model_json_schema()
+    props = schema.get("properties", {})
+    extra = [k for k in data if k not in props]
+    if extra and props:
+        data = {k: v for k, v in data.items() if k in props}
+        repairs.append("extra_keys")
+    if _fix_enum_case(data, props, schema.get("$defs", {})):
+        repairs.append("enum_case")
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(map(str, first["loc"])) or "(object)"
+        raise InvalidOutput(f"schema violation at `{loc}`: {first['msg']}",
+                            kind="schema_violation") from None
+    return obj.model_dump(mode="json"), repairs
+
+
+def _python_literal(raw: str) -> Any:
+    """A Python-repr dict ({'a': 'b', 'c': None}) is a common near-miss; literal_eval is safe."""
+    if not raw.startswith("{"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _enum_values(prop: dict, defs: dict) -> list[str] | None:
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].split("/")[-1], {})
+    if "enum" in prop:
+        return [v for v in prop["enum"] if isinstance(v, str)]
+    for alt in prop.get("anyOf", []):
+        vals = _enum_values(alt, defs)
+        if vals:
+            return vals
+    return None
+
+
+def _fix_enum_case(data: dict, props: dict, defs: dict) -> bool:
+    fixed = False
+    for k, prop in props.items():
+        items = prop.get("items") if prop.get("type") == "array" else None
+        vals = _enum_values(items or prop, defs)
+        if not vals or k not in data:
+            continue
+        lower = {v.lower(): v for v in vals}
+
+        def fix(x):
+            nonlocal fixed
+            if isinstance(x, str) and x not in vals and x.lower() in lower:
+                fixed = True
+                return lower[x.lower()]
+            return x
+
+        data[k] = [fix(x) for x in data[k]] if items and isinstance(data[k], list) else fix(data[k])
+    return fixed
+
+
+def _clip(text: str, n: int = 80) -> str:
+    t = text.replace("\n", " ")
+    return repr(t if len(t) <= n else t[:n] + "…")

@@ -1,0 +1,73 @@
+"""``governance/lock.json``: the content hashes of every prompt, schema and evalset version.
+
+The lock is written by :func:`write_lock` (``promptgov lock``) and read by
+:mod:`promptgov.governance._check`. Each entry also keeps ``file_sha``, the hash of the file's
+raw bytes: when it and the tool versions are unchanged, the derived hashes are known without
+parsing, so ``check`` stays fast on large workspaces. Identity is always the content hash;
+``file_sha`` is only that shortcut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from promptgov._version import RENDER_VERSION
+
+LOCK_FILE = "governance/lock.json"
+LOCK_VERSION = 1
+
+
+def file_sha(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def tooling() -> dict[str, Any]:
+    """Versions of what turns files into hashes; a change re-derives every hash."""
+    return {"pydantic": metadata.version("pydantic"), "jinja2": metadata.version("jinja2"),
+            "render": RENDER_VERSION}
+
+
+def read_lock(root: Path) -> dict[str, Any]:
+    path = root / LOCK_FILE
+    if not path.exists():
+        return {"lock_version": LOCK_VERSION, "tooling": {}, "schemas": {}, "evalsets": {},
+                "prompts": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        from promptgov.errors import WorkspaceError
+
+        raise WorkspaceError(path, f"invalid JSON: {e.msg}", "restore it from git "
+                             "(`git checkout governance/lock.json`) and run `promptgov lock`",
+                             line=e.lineno) from None
+    for k in ("schemas", "evalsets", "prompts"):
+        data.setdefault(k, {})
+    return data
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON (sorted keys, one entry a line) via a temp file + rename: never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_lock(root: Path, lock: dict[str, Any]) -> None:
+    write_json_atomic(root / LOCK_FILE, {**lock, "lock_version": LOCK_VERSION})

@@ -1,0 +1,72 @@
+"""The one interface every model sits behind (principle 3).
+
+Messages plus an optional JSON Schema response format in; text, token usage, latency and cost
+out. Failures are raised as the typed :mod:`promptgov.errors` ``ModelError`` subclasses, so the
+eval engine can decide what to retry and what to record. Calls are synchronous: the engine runs
+them on a bounded thread pool, which also works unchanged inside a Jupyter kernel's event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from promptgov.hashing import content_hash
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything that determines a model's answer; its :attr:`key` is the cache key."""
+
+    messages: tuple[dict[str, str], ...]
+    response_schema: dict[str, Any] | None = None
+    """JSON Schema of the expected output, sent as the provider's ``response_format``."""
+    schema_name: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    sample: int = 0
+    """Index of a repeated sample: at temperature > 0, samples 0..n-1 are distinct answers."""
+    timeout_s: float = 60.0
+
+    def key_parts(self, model_id: str) -> dict[str, Any]:
+        """What the cache key is made of (``promptgov cache explain`` shows it)."""
+        return {"model": model_id, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "messages": list(self.messages),
+                "response_schema": self.response_schema, "sample": self.sample}
+
+    def key(self, model_id: str) -> str:
+        return content_hash(self.key_parts(model_id))
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A model's answer to one request."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False
+    """True when the answer came from the response cache (no call was made, nothing paid)."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A model promptgov can call. ``id`` is what MLflow records and what the cache keys on."""
+
+    id: str
+
+    def complete(self, request: Request) -> Completion:
+        """Answer ``request`` or raise a ``promptgov.errors.ModelError`` subclass."""
+        ...

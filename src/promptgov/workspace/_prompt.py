@@ -1,0 +1,185 @@
+"""One immutable prompt version, read from ``prompts/<name>/v<N>.yaml``, and its rendering.
+
+The file is validated by :class:`PromptVersion` (unknown keys are errors, so a typo fails
+loudly). Templates are jinja2 in strict mode: a variable the input does not supply is an error,
+never an empty string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from promptgov._version import RENDER_VERSION  # noqa: F401  (re-exported)
+from promptgov.errors import WorkspaceError
+from promptgov.hashing import content_hash
+from promptgov.workspace._refs import parse_ref
+from promptgov.workspace._yamlio import pydantic_error, read_yaml
+
+Kind = Literal["extraction", "classification", "draft"]
+Message = dict[str, str]
+
+
+class ModelDefaults(BaseModel):
+    """The model a prompt version is written for; `evaluate(model=...)` may override it."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = "local/knn"
+    """LiteLLM model id (``openai/gpt-4o-mini``), ``local/knn``, or ``replay:<cassette>``."""
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+
+
+class Demo(BaseModel):
+    """A few-shot example: rendered as a user message (through the user template) followed by
+    the assistant's answer (the output as JSON, or text for a draft)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: dict[str, Any]
+    output: dict[str, Any] | str
+
+
+class PromptVersion(BaseModel):
+    """One prompt version as written in its YAML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]*$")
+    version: int = Field(ge=1)
+    kind: Kind
+    """extraction (text → object), classification (text → label + confidence), draft (→ text)."""
+    description: str = ""
+    response_schema: str | None = None
+    """``schema_name@version`` of the output contract; none for a plain-text draft."""
+    evalset: str | None = None
+    """The evalset this prompt is scored on by default (``name`` or ``name@version``)."""
+    model: ModelDefaults = ModelDefaults()
+    labels: dict[str, str] | None = None
+    """classification only: each label with a one-line description."""
+    system: str
+    demos: list[Demo] = []
+    user: str
+    probe: dict[str, Any] | None = None
+    """Input rendered for the render fingerprint; defaults to a string per template variable."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PromptVersion:
+        if self.kind == "classification" and not self.labels:
+            raise ValueError("a classification prompt needs `labels` (label: description)")
+        if self.kind != "draft" and not self.response_schema:
+            raise ValueError(f"a {self.kind} prompt needs `response_schema` (name@version)")
+        for ref in filter(None, (self.response_schema, self.evalset)):
+            parse_ref(ref)
+        return self
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 of the canonical content: YAML layout and key order do not matter."""
+        return content_hash(self.model_dump(mode="json"))
+
+    @cached_property
+    def render_fingerprint(self) -> str:
+        """sha256 of the messages rendered for the probe input."""
+        return content_hash(self.render(self.probe_input))
+
+    @property
+    def probe_input(self) -> dict[str, Any]:
+        if self.probe is not None:
+            return self.probe
+        return {v: f"<probe {v}>" for v in self.input_variables}
+
+    @property
+    def input_variables(self) -> list[str]:
+        from jinja2 import meta
+
+        return sorted(meta.find_undeclared_variables(_env().parse(self.user)))
+
+    # -- rendering --------------------------------------------------------------------------
+
+    @cached_property
+    def _fixed_messages(self) -> tuple[Message, ...]:
+        """System message and demos: the same for every case, so rendered once."""
+        ctx = {"labels": self.labels or {}, "name": self.name}
+        out = [{"role": "system", "content": _render(self.system, ctx, self, "system")}]
+        for i, d in enumerate(self.demos):
+            out.append({"role": "user", "content": _render(self.user, d.input, self,
+                                                           f"demos[{i}].input")})
+            answer = d.output if isinstance(d.output, str) else json.dumps(
+                d.output, ensure_ascii=False)
+            out.append({"role": "assistant", "content": answer})
+        return tuple(out)
+
+    def render(self, inputs: dict[str, Any]) -> list[Message]:
+        """The chat messages sent to the model for one case's ``inputs``."""
+        return [*map(dict, self._fixed_messages),
+                {"role": "user", "content": _render(self.user, inputs, self, "user")}]
+
+    # -- loading ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: Path) -> PromptVersion:
+        data = read_yaml(path)
+        try:
+            pv = cls.model_validate(data)
+        except ValidationError as e:
+            raise pydantic_error(path, e) from None
+        m = re.fullmatch(r"v(\d+)\.ya?ml", path.name)
+        if path.parent.name != pv.name or not m or int(m.group(1)) != pv.version:
+            raise WorkspaceError(path, f"declares {pv.ref} but lives at {path.parent.name}/"
+                                 f"{path.name}", f"name the file prompts/{pv.name}/v{pv.version}"
+                                 ".yaml, or correct `name`/`version`")
+        try:
+            pv._fixed_messages  # noqa: B018 — fail on a broken template at load, not mid-run
+            _env().parse(pv.user)
+        except RenderError as e:
+            raise WorkspaceError(path, str(e), "fix the template") from None
+        return pv
+
+
+class RenderError(WorkspaceError):
+    """A template failed to render: syntax error or a variable the input does not supply."""
+
+    def __init__(self, prompt: PromptVersion, where: str, problem: str):
+        super().__init__(f"prompts/{prompt.name}/v{prompt.version}.yaml",
+                         f"{prompt.ref} {where}: {problem}",
+                         "supply the variable in the case input or correct the template")
+
+
+_ENV = None
+
+
+def _env():
+    global _ENV
+    if _ENV is None:
+        import jinja2
+
+        _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                  autoescape=False)
+    return _ENV
+
+
+_TEMPLATES: dict[str, Any] = {}
+
+
+def _render(source: str, ctx: dict[str, Any], prompt: PromptVersion, where: str) -> str:
+    import jinja2
+
+    try:
+        tpl = _TEMPLATES.get(source)
+        if tpl is None:
+            tpl = _TEMPLATES[source] = _env().from_string(source)
+        return tpl.render(ctx)
+    except jinja2.TemplateSyntaxError as e:
+        raise RenderError(prompt, where, f"template syntax error line {e.lineno}: {e.message}")
+    except jinja2.UndefinedError as e:
+        raise RenderError(prompt, where, f"undefined variable: {e.message}")

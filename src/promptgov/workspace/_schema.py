@@ -1,0 +1,161 @@
+"""Output contracts: pydantic models in ``schemas/*.py``, each named ``name@version``.
+
+A schema file is plain pydantic (it must not import promptgov: exported packages embed it as
+it is). A model becomes a contract by declaring ``schema_id: ClassVar[str] = "name@1"``. Its
+identity is the hash of its canonical JSON Schema; :func:`diff_schemas` says whether a change
+between two JSON Schemas is breaking for consumers of the output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptgov.errors import WorkspaceError
+from promptgov.hashing import content_hash
+from promptgov.workspace._refs import parse_ref
+
+
+@dataclass(frozen=True)
+class Schema:
+    id: str
+    model: type
+    file: Path
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.json_schema)
+
+
+def load_schema_file(path: Path) -> list[Schema]:
+    """Import one schema file and return the contracts it declares."""
+    from pydantic import BaseModel
+
+    mod_name = f"promptgov_schemas.{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[mod_name] = module  # pydantic resolves forward references through sys.modules
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as e:  # a schema file is user code: any error is the file's fault
+        sys.modules.pop(mod_name, None)
+        raise WorkspaceError(path, f"cannot import: {type(e).__name__}: {e}",
+                             "fix the Python error in the schema file") from None
+    found = []
+    for obj in vars(module).values():
+        if (isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == mod_name
+                and isinstance(getattr(obj, "schema_id", None), str)):
+            try:
+                parse_ref(obj.schema_id)
+            except ValueError as e:
+                raise WorkspaceError(path, f"{obj.__name__}.schema_id: {e}",
+                                     'write schema_id: ClassVar[str] = "name@1"') from None
+            if parse_ref(obj.schema_id)[1] is None:
+                raise WorkspaceError(path, f"{obj.__name__}.schema_id has no version",
+                                     f'write "{obj.schema_id}@1"')
+            found.append(Schema(obj.schema_id, obj, path))
+    return found
+
+
+# -- compatibility --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SchemaChange:
+    path: str
+    what: str
+    breaking: bool
+
+    def __str__(self) -> str:
+        return f"{'BREAKING' if self.breaking else 'additive'}: {self.path}: {self.what}"
+
+
+def diff_schemas(old: dict[str, Any], new: dict[str, Any]) -> list[SchemaChange]:
+    """Changes from ``old`` to ``new`` JSON Schema, each marked breaking or additive.
+
+    Breaking for a consumer of the output: a field removed, a field newly required, a type
+    narrowed, an enum value removed. Additive: a new optional field, a type widened, an enum
+    value added.
+    """
+    return _diff_object(old, new, old.get("$defs", {}), new.get("$defs", {}), "")
+
+
+def _diff_object(old, new, odefs, ndefs, at) -> list[SchemaChange]:
+    out: list[SchemaChange] = []
+    op, np_ = old.get("properties", {}), new.get("properties", {})
+    oreq, nreq = set(old.get("required", [])), set(new.get("required", []))
+    for f in sorted(op.keys() - np_.keys()):
+        out.append(SchemaChange(at + f, "field removed", True))
+    for f in sorted(np_.keys() - op.keys()):
+        req = f in nreq
+        out.append(SchemaChange(at + f, "field added" + (" (required)" if req else ""), req))
+    for f in sorted(op.keys() & np_.keys()):
+        if f in nreq and f not in oreq:
+            out.append(SchemaChange(at + f, "now required", True))
+        out += _diff_field(_resolve(op[f], odefs), _resolve(np_[f], ndefs), odefs, ndefs, at + f)
+    return out
+
+
+def _diff_field(o, n, odefs, ndefs, at) -> list[SchemaChange]:
+    out: list[SchemaChange] = []
+    ot, nt = _types(o, odefs), _types(n, ndefs)
+    if ot - nt:
+        out.append(SchemaChange(at, f"type narrowed: {sorted(ot - nt)} no longer allowed", True))
+    if nt - ot:
+        out.append(SchemaChange(at, f"type widened: {sorted(nt - ot)} now allowed", False))
+    oe, ne = _enum(o, odefs), _enum(n, ndefs)
+    if oe is not None and ne is not None:
+        if oe - ne:
+            out.append(SchemaChange(at, f"enum values removed: {sorted(oe - ne)}", True))
+        if ne - oe:
+            out.append(SchemaChange(at, f"enum values added: {sorted(ne - oe)}", False))
+    elif oe is None and ne is not None:
+        out.append(SchemaChange(at, "now restricted to an enum", True))
+    oo, no = _object(o, odefs), _object(n, ndefs)
+    if oo and no:
+        out += _diff_object(oo, no, odefs, ndefs, at + ".")
+    return out
+
+
+def _resolve(s: dict, defs: dict) -> dict:
+    ref = s.get("$ref")
+    if ref and ref.startswith("#/$defs/"):
+        return {**defs.get(ref.split("/")[-1], {}), **{k: v for k, v in s.items() if k != "$ref"}}
+    return s
+
+
+def _variants(s: dict, defs: dict) -> list[dict]:
+    s = _resolve(s, defs)
+    alts = s.get("anyOf") or s.get("oneOf")
+    return [v for a in alts for v in _variants(a, defs)] if alts else [s]
+
+
+def _types(s: dict, defs: dict) -> set[str]:
+    out: set[str] = set()
+    for v in _variants(s, defs):
+        t = v.get("type", "enum" if "enum" in v or "const" in v else "any")
+        out.update(t if isinstance(t, list) else [t])
+    return out
+
+
+def _enum(s: dict, defs: dict) -> set | None:
+    vals: set = set()
+    for v in _variants(s, defs):
+        if "enum" in v:
+            vals.update(map(str, v["enum"]))
+        elif "const" in v:
+            vals.add(str(v["const"]))
+        elif v.get("type") not in ("null",):
+            return None
+    return vals or None
+
+
+def _object(s: dict, defs: dict) -> dict | None:
+    objs = [v for v in _variants(s, defs) if v.get("type") == "object" and "properties" in v]
+    return objs[0] if len(objs) == 1 else None

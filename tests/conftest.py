@@ -1,0 +1,33 @@
+"""Shared test set-up: no telemetry, no network price-map fetch, a temporary workspace copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def workspace_dir(tmp_path: Path) -> Path:
+    """A private copy of the example workspace (content folders only)."""
+    dst = tmp_path / "ws"
+    dst.mkdir()
+    for d in ("prompts", "schemas", "evalsets", "governance"):
+        if (ROOT / d).exists():
+            shutil.copytree(ROOT / d, dst / d)
+    return dst
+
+
+@pytest.fixture
+def workspace(workspace_dir: Path):
+    from promptgov.workspace import Workspace
+
+    return Workspace(workspace_dir)
