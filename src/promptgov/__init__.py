@@ -1,4 +1,34 @@
-"""promptgov: versioned, hashed prompts under governance, evaluated offline or against real models."""
+"""promptgov: versioned, hashed prompts under governance, evaluated offline or against real
+models, with every run in MLflow.
+
+    >>> import promptgov as pg                                   # doctest: +SKIP
+    >>> ws = pg.Workspace.find()                                 # doctest: +SKIP
+    >>> r = pg.evaluate("ticket_triage@2", workspace=ws)          # doctest: +SKIP
+
+Heavy parts load on first use, so ``import promptgov`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
 from promptgov._version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "Workspace": "promptgov.workspace",
+    "evaluate": "promptgov.eval",
+    "EvalResult": "promptgov.eval",
+    "compare": "promptgov.eval._compare",
+    "check": "promptgov.governance",
+    "lock": "promptgov.governance",
+    "get_model": "promptgov.model._registry",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'promptgov' has no attribute {name!r}")

@@ -37,9 +37,8 @@ def key_part_hashes(request: Request, model_id: str) -> dict[str, Any]:
     return {"model": model_id, "sample": request.sample,
             "params": content_hash({"temperature": p["temperature"],
                                     "max_tokens": p["max_tokens"]}),
-            "system": content_hash([m for m in p["messages"] if m["role"] == "system"]),
-            "demos": content_hash([m for m in p["messages"][1:-1]]),
-            "user": content_hash(p["messages"][-1:]),
+            "prompt (system + demos)": p["prefix"],
+            "case messages": content_hash(p["messages"]),
             "schema": content_hash(p["response_schema"])}
 
 

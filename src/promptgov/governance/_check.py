@@ -42,9 +42,18 @@ class Scan:
     prompts: dict[str, dict] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)
+    """Schema refs / evalset names whose files failed to load (already reported as problems),
+    so that prompts referencing them do not add an "unknown" problem each."""
 
     def rel(self, p: Path) -> str:
         return str(p.relative_to(self.root))
+
+    def where(self, e: WorkspaceError) -> str:
+        """``file[:line]`` of an error, relative to the workspace like every other problem."""
+        p = Path(e.path)
+        f = self.rel(p) if p.is_absolute() and p.is_relative_to(self.root) else e.path
+        return f if e.line is None else f"{f}:{e.line}"
 
     @property
     def fresh_tooling(self) -> bool:
@@ -82,6 +91,7 @@ def _scan_schemas(s: Scan) -> None:
             found = load_schema_file(f)
         except WorkspaceError as e:
             s.problems.append(Problem(rel, e.problem, e.fix))
+            s.unreadable.update(locked)
             continue
         for sch in found:
             s.schemas[sch.id] = {"file": rel, "file_sha": sha, "hash": sch.hash,
@@ -135,8 +145,8 @@ def _scan_evalsets(s: Scan) -> None:
         try:
             es = Evalset.from_dir(sub)
         except WorkspaceError as e:
-            s.problems.append(Problem(e.path if e.line is None else f"{e.path}:{e.line}",
-                                      e.problem, e.fix))
+            s.problems.append(Problem(s.where(e), e.problem, e.fix))
+            s.unreadable.add(sub.name)
             continue
         s.evalsets[es.ref] = {"dir": rel, "file_sha": sha, "hash": es.hash,
                               "count": len(es.cases)}
@@ -181,13 +191,13 @@ def _hash_prompt(s: Scan, f: Path, rel: str, sha: str, old: dict | None) -> dict
     try:
         pv = PromptVersion.from_file(f)
     except WorkspaceError as e:
-        s.problems.append(Problem(e.path if e.line is None else f"{e.path}:{e.line}",
-                                  e.problem, e.fix))
+        s.problems.append(Problem(s.where(e), e.problem, e.fix))
         return None
     entry = {"file": rel, "file_sha": sha, "kind": pv.kind, "content_hash": pv.content_hash,
              "schema": pv.response_schema, "evalset": pv.evalset}
-    bump = (f"revert the edit, or save it as prompts/{pv.name}/v{pv.version + 1}.yaml with "
-            f"`version: {pv.version + 1}` and run `promptgov lock`")
+    nxt = max(int(m.group(1)) for g in f.parent.iterdir() if (m := _VFILE.match(g.name))) + 1
+    bump = (f"revert the edit, or bump the version: save it as prompts/{pv.name}/v{nxt}.yaml "
+            f"with `version: {nxt}` and run `promptgov lock`")
     if old is None:
         entry["render_fingerprint"] = _fingerprint(s, pv, rel)
         s.problems.append(Problem(rel, f"prompt version {pv.ref} is not locked",
@@ -222,16 +232,19 @@ def _fingerprint(s: Scan, pv, rel: str) -> str | None:
 def _check_refs(s: Scan, rel: str, ref: str, entry: dict, latest_evalset: dict) -> None:
     sch = entry.get("schema")
     if sch and sch not in s.schemas:
-        s.problems.append(Problem(rel, f"{ref} references unknown schema {sch!r}",
-                                  f"known schemas: {', '.join(sorted(s.schemas)) or 'none'}"))
+        if sch not in s.unreadable:
+            s.problems.append(Problem(rel, f"{ref} references unknown schema {sch!r}",
+                                      f"known schemas: {', '.join(sorted(s.schemas)) or 'none'}"))
     else:
         entry["schema_hash"] = s.schemas[sch]["hash"] if sch else None
     es = entry.get("evalset")
     if es:
         es_ref = es if "@" in es else latest_evalset.get(es)
         if es_ref not in s.evalsets:
-            s.problems.append(Problem(rel, f"{ref} references unknown evalset {es!r}",
-                                      f"known evalsets: {', '.join(sorted(s.evalsets)) or 'none'}"))
+            if es.split("@")[0] not in s.unreadable:
+                s.problems.append(Problem(
+                    rel, f"{ref} references unknown evalset {es!r}",
+                    f"known evalsets: {', '.join(sorted(s.evalsets)) or 'none'}"))
         else:
             entry["evalset_hash"] = s.evalsets[es_ref]["hash"]
 

@@ -27,11 +27,21 @@ class Request:
     sample: int = 0
     """Index of a repeated sample: at temperature > 0, samples 0..n-1 are distinct answers."""
     timeout_s: float = 60.0
+    prefix_len: int = 0
+    """How many leading messages are the prompt's fixed part (system + demos)."""
+    prefix_hash: str | None = None
+    """``content_hash`` of ``messages[:prefix_len]`` when the caller already knows it: a prompt
+    with 770 demos should not be re-hashed for every case."""
+    label: str | None = None
+    """What asked (``ticket_triage@2``) and for which case: for error messages, never hashed."""
+    case_id: str | None = None
 
     def key_parts(self, model_id: str) -> dict[str, Any]:
-        """What the cache key is made of (``promptgov cache explain`` shows it)."""
+        """What the cache key is made of (``ResponseCache.explain`` compares these)."""
+        prefix = self.prefix_hash or content_hash(list(self.messages[:self.prefix_len]))
         return {"model": model_id, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "messages": list(self.messages),
+                "max_tokens": self.max_tokens, "prefix": prefix,
+                "messages": list(self.messages[self.prefix_len:]),
                 "response_schema": self.response_schema, "sample": self.sample}
 
     def key(self, model_id: str) -> str:

@@ -119,6 +119,15 @@ class PromptVersion(BaseModel):
             out.append({"role": "assistant", "content": answer})
         return tuple(out)
 
+    @cached_property
+    def prefix_hash(self) -> str:
+        """Hash of the fixed messages (system + demos): part of every case's cache key."""
+        return content_hash(list(self._fixed_messages))
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self._fixed_messages)
+
     def render(self, inputs: dict[str, Any]) -> list[Message]:
         """The chat messages sent to the model for one case's ``inputs``."""
         return [*map(dict, self._fixed_messages),

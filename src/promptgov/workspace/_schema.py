@@ -42,12 +42,16 @@ def load_schema_file(path: Path) -> list[Schema]:
     spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[mod_name] = module  # pydantic resolves forward references through sys.modules
+    # `check` writes nothing into the workspace: no schemas/__pycache__/*.pyc either.
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as e:  # a schema file is user code: any error is the file's fault
         sys.modules.pop(mod_name, None)
         raise WorkspaceError(path, f"cannot import: {type(e).__name__}: {e}",
                              "fix the Python error in the schema file") from None
+    finally:
+        sys.dont_write_bytecode = dont_write
     found = []
     for obj in vars(module).values():
         if (isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == mod_name

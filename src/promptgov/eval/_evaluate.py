@@ -1,0 +1,67 @@
+"""The public ``evaluate()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptgov._version import __version__
+from promptgov.eval._engine import Progress, resolve, run_cases
+from promptgov.eval._result import EvalResult
+from promptgov.eval._scoring import metrics as run_metrics
+from promptgov.eval._scoring import score_case
+from promptgov.governance._policy import RetryPolicy
+from promptgov.model._base import Model
+
+
+def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = None,
+             workspace: Any = None, concurrency: int = 8, samples: int = 1,
+             budget_usd: float | None = None, cache: bool = True, track: bool = True,
+             retry: RetryPolicy | None = None, progress: Progress | None = None) -> EvalResult:
+    """Evaluate one prompt version on one evalset with one model.
+
+    Args:
+        prompt: ``"ticket_triage@2"`` or a loaded prompt version.
+        evalset: evalset name (default: the one the prompt names).
+        model: a model id (``local/knn``, ``openai/gpt-4o-mini``, ``replay:<cassette>``) or a
+            model object; default: the prompt's own ``model.id``.
+        concurrency: calls in flight at once.
+        samples: answers per case (distinct cache entries at temperature > 0).
+        budget_usd: stop sending calls once this much has been paid in this run; the cases
+            not reached are recorded with failure ``budget_exhausted``.
+        cache: answer from / write to the workspace response cache.
+        track: log the run to MLflow.
+        retry: override the policy's retry limits.
+
+    Example:
+        >>> import promptgov as pg                                       # doctest: +SKIP
+        >>> r = pg.evaluate("ticket_triage@2", model="local/knn")        # doctest: +SKIP
+        >>> r.metrics["accuracy"], r.cases.head()                        # doctest: +SKIP
+    """
+    ws, pv, es, schema, policy, m = resolve(workspace, prompt, evalset, model)
+    records, totals, wall = run_cases(ws, pv, es, schema, policy, m, concurrency=concurrency,
+                                      budget_usd=budget_usd, cache=cache, samples=samples,
+                                      retry=retry, progress=progress)
+    for r in records:
+        score_case(pv.kind, r)
+    mets = run_metrics(pv.kind, records, policy.routing)
+    mets["paid_usd"] = totals.paid_usd
+    mets["model_calls"] = float(totals.calls)
+    mets["wall_s"] = wall
+    from promptgov.eval._tracking import git_info
+
+    params = {"prompt": pv.name, "prompt_version": pv.version, "prompt_ref": pv.ref,
+              "content_hash": pv.content_hash, "render_fingerprint": pv.render_fingerprint,
+              "schema": pv.response_schema,
+              "schema_hash": ws.schema(pv.response_schema).hash if pv.response_schema else None,
+              "evalset": es.manifest.name, "evalset_version": es.manifest.version,
+              "evalset_hash": es.hash, "model": m.id, "temperature": pv.model.temperature,
+              "max_tokens": pv.model.max_tokens, "concurrency": concurrency, "samples": samples,
+              "routing_auto": policy.routing.auto, "routing_review": policy.routing.review,
+              "promptgov_version": __version__, **git_info(ws.root)}
+    result = EvalResult(prompt=pv.ref, evalset=es.ref, model=m.id, kind=pv.kind, metrics=mets,
+                        records=records, params=params, calls=totals.calls, wall_s=wall)
+    if track:
+        from promptgov.eval._tracking import log_eval
+
+        result.run_id = log_eval(ws.root, result, pv)
+    return result

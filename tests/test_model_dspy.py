@@ -1,0 +1,264 @@
+"""DSPyModel end to end: the real dspy.LM and LiteLLM against a loopback OpenAI server.
+
+Nothing inside dspy or LiteLLM is mocked; the only fake is the server (tests/support). No test
+reaches the internet (the ``no_internet`` guard fails any non-loopback connection).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from promptgov.errors import BadRequest, ModelTimeout, RateLimited, Refused, ServerError
+from promptgov.model._base import Completion, Model, Request, Usage
+from promptgov.model._cost import PRICE_MAP_FILE, is_priced, price_usd
+from promptgov.model._dspy import DSPyModel
+from support.fixtures import no_internet, openai_server  # noqa: F401 - pytest fixtures
+from support.openai_server import OpenAIServer, Reply
+
+MODEL = "openai/gpt-4o-mini"
+FAKE_KEY = "sk-test-fake-key-0123456789"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _offline_env(monkeypatch: pytest.MonkeyPatch, no_internet: None) -> None:  # noqa: F811
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    for name in ("OPENAI_API_BASE", "OPENAI_BASE_URL"):  # would redirect the client
+        monkeypatch.delenv(name, raising=False)
+
+
+def _model(server: OpenAIServer, model_id: str = MODEL, **kwargs) -> DSPyModel:
+    return DSPyModel(model_id, api_base=server.base_url, **kwargs)
+
+
+def _request(**kwargs) -> Request:
+    return Request(messages=({"role": "system", "content": "Classify."},
+                             {"role": "user", "content": "win a free cruise"}), **kwargs)
+
+
+def _litellm_rates(name: str) -> tuple[float, float]:
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("litellm").origin).parent
+    entry = json.loads((folder / PRICE_MAP_FILE).read_text())[name]
+    return entry["input_cost_per_token"], entry["output_cost_per_token"]
+
+
+# --- successful calls --------------------------------------------------------------------------
+
+
+def test_completion_reads_text_usage_and_sends_the_request(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.reply('{"label": "spam"}', prompt_tokens=123, completion_tokens=7)
+    model = _model(openai_server)
+    assert isinstance(model, Model)
+
+    out = model.complete(_request(temperature=0.0, max_tokens=64))
+
+    assert isinstance(out, Completion)
+    assert out.text == '{"label": "spam"}'
+    assert out.model == MODEL
+    assert out.usage == Usage(prompt_tokens=123, completion_tokens=7)
+    assert out.latency_s > 0 and not out.cached
+    [seen] = openai_server.requests
+    assert seen.path == "/v1/chat/completions"
+    assert seen.authorization == f"Bearer {FAKE_KEY}"
+    assert seen.body["model"] == "gpt-4o-mini"
+    assert seen.body["messages"] == [{"role": "system", "content": "Classify."},
+                                     {"role": "user", "content": "win a free cruise"}]
+    assert seen.body["temperature"] == 0.0
+    assert seen.body["max_tokens"] == 64
+    assert "response_format" not in seen.body
+
+
+def test_response_schema_reaches_the_server_as_response_format(openai_server: OpenAIServer):  # noqa: F811
+    schema = {"type": "object", "properties": {"label": {"type": "string"}},
+              "required": ["label"]}
+    openai_server.reply('{"label": "spam"}')
+
+    _model(openai_server).complete(_request(response_schema=schema, schema_name="verdict"))
+
+    assert openai_server.requests[0].body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "verdict", "schema": schema, "strict": False}}
+
+
+def test_api_key_env_is_read_at_call_time_and_never_shown(openai_server: OpenAIServer,  # noqa: F811
+                                                          monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PROMPTGOV_TEST_KEY", "sk-other-secret-98765")
+    model = _model(openai_server, api_key_env="PROMPTGOV_TEST_KEY")
+    model.complete(_request())
+    assert openai_server.requests[0].authorization == "Bearer sk-other-secret-98765"
+    assert "sk-other" not in repr(model) and "sk-other" not in repr(vars(model))
+
+    monkeypatch.delenv("PROMPTGOV_TEST_KEY")
+    with pytest.raises(BadRequest, match="PROMPTGOV_TEST_KEY"):
+        model.complete(_request())
+    assert len(openai_server.requests) == 1
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_retried_with_backoff_then_succeeds(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(429, times=2, retry_after=0.1).reply("finally")
+
+    out = _model(openai_server, num_retries=3).complete(_request())
+
+    assert out.text == "finally"
+    assert len(openai_server.requests) == 3
+    at = [r.at for r in openai_server.requests]
+    assert all(later - earlier >= 0.08 for earlier, later in zip(at, at[1:], strict=False)), at
+
+
+def test_rate_limit_out_of_retries_raises_rate_limited_with_retry_after(
+        openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(429, retry_after=7)
+    with pytest.raises(RateLimited) as caught:
+        _model(openai_server, num_retries=0).complete(_request())
+    assert caught.value.retry_after == 7.0
+    assert caught.value.transient and caught.value.model == MODEL
+    assert len(openai_server.requests) == 1
+
+
+def test_stall_longer_than_the_timeout_raises_model_timeout(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.stall(5)
+    started = time.monotonic()
+    with pytest.raises(ModelTimeout):
+        _model(openai_server, timeout_s=1, num_retries=0).complete(_request())
+    assert time.monotonic() - started < 3
+
+
+def test_request_timeout_can_only_lower_the_model_timeout(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.stall(5)
+    started = time.monotonic()
+    with pytest.raises(ModelTimeout):
+        _model(openai_server, timeout_s=60, num_retries=0).complete(_request(timeout_s=0.5))
+    assert time.monotonic() - started < 2.5
+
+
+def test_server_error_without_retries_raises_server_error(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(500)
+    with pytest.raises(ServerError) as caught:
+        _model(openai_server, num_retries=0).complete(_request())
+    assert caught.value.transient
+    assert len(openai_server.requests) == 1  # no hidden retries in LiteLLM or the OpenAI SDK
+
+
+def test_bad_request_raises_bad_request_and_is_not_retried(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(400, message="Invalid schema for response_format")
+    with pytest.raises(BadRequest, match="Invalid schema"):
+        _model(openai_server, num_retries=3).complete(_request())
+    assert len(openai_server.requests) == 1
+
+
+def test_auth_error_is_a_bad_request_without_the_key(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(401, message=f"Incorrect API key provided: {FAKE_KEY}")
+    with pytest.raises(BadRequest) as caught:
+        _model(openai_server, num_retries=0).complete(_request())
+    assert FAKE_KEY not in str(caught.value)
+
+
+def test_content_filter_is_refused(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(400, code="content_filter", message="blocked by the content policy")
+    openai_server.push(Reply(text="", finish_reason="content_filter"))
+    model = _model(openai_server, num_retries=0)
+    with pytest.raises(Refused):
+        model.complete(_request())
+    with pytest.raises(Refused):
+        model.complete(_request())
+
+
+def test_error_messages_are_one_line(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(401, message="bad credentials")
+    with pytest.raises(BadRequest) as caught:
+        _model(openai_server, num_retries=0).complete(_request(label="triage@2", case_id="c17"))
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{MODEL} (triage@2, case c17): LMAuthError HTTP 401: ")
+
+
+def test_dspy_native_engine_is_supported_too(openai_server: OpenAIServer):  # noqa: F811
+    """engine="auto" sends OpenAI models through dspy's own lm15 client, not LiteLLM."""
+    model = _model(openai_server, engine="auto", num_retries=0)
+    openai_server.reply('{"label": "ham"}', prompt_tokens=1000, completion_tokens=200)
+    out = model.complete(_request(response_schema={"type": "object"}))
+    assert out.usage == Usage(1000, 200)
+    assert out.cost_usd == pytest.approx(price_usd(MODEL, out.usage))
+    body = openai_server.requests[0].body
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    assert body["max_completion_tokens"] == 512  # lm15 renames max_tokens
+
+    openai_server.stall(5)  # lm15 reports a read timeout as a transport error
+    with pytest.raises(ModelTimeout):
+        model.complete(_request(timeout_s=0.3))
+
+
+# --- cost --------------------------------------------------------------------------------------
+
+
+def test_cost_of_a_priced_model_follows_the_price_map(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.reply("ok", prompt_tokens=1000, completion_tokens=200)
+    out = _model(openai_server).complete(_request())
+
+    per_in, per_out = _litellm_rates("gpt-4o-mini")
+    expected = 1000 * per_in + 200 * per_out
+    assert out.cost_usd > 0
+    assert out.cost_usd == pytest.approx(expected)
+    assert price_usd(MODEL, out.usage) == pytest.approx(expected)
+    assert price_usd("gpt-4o-mini", out.usage) == pytest.approx(expected)
+    assert is_priced(MODEL)
+
+
+def test_price_override_table_prices_an_unknown_model(openai_server: OpenAIServer):  # noqa: F811
+    unknown = "openai/acme-private-model-v9"
+    table = {unknown: {"input_per_1m": 2.0, "output_per_1m": 8.0}}
+    assert not is_priced(unknown) and is_priced(unknown, table)
+    assert price_usd(unknown, Usage(1000, 500)) == 0.0
+
+    openai_server.reply("ok", prompt_tokens=1000, completion_tokens=500)
+    out = _model(openai_server, unknown, prices=table).complete(_request())
+
+    assert out.cost_usd == pytest.approx((1000 * 2.0 + 500 * 8.0) / 1_000_000)
+    assert openai_server.requests[0].body["model"] == "acme-private-model-v9"
+
+
+def test_price_override_wins_over_the_price_map():
+    table = {"gpt-4o-mini": {"input_per_1m": 1.0, "output_per_1m": 1.0}}
+    assert price_usd(MODEL, Usage(1_000_000, 0), table) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("model_id", ["local/knn", "replay:cassettes/run1.jsonl", "fake",
+                                      "fake:flaky"])
+def test_local_models_cost_nothing(model_id: str):
+    table = {model_id: {"input_per_1m": 5.0, "output_per_1m": 5.0}}
+    assert price_usd(model_id, Usage(10_000, 10_000)) == 0.0
+    assert price_usd(model_id, Usage(10_000, 10_000), table) == 0.0
+    assert is_priced(model_id)
+
+
+# --- import cost -------------------------------------------------------------------------------
+
+
+def test_importing_the_adapter_loads_neither_dspy_nor_litellm():
+    code = (
+        "import json, sys\n"
+        "from promptgov.model._dspy import DSPyModel\n"
+        "from promptgov.model._cost import price_usd\n"
+        "from promptgov.model._base import Usage\n"
+        "m = DSPyModel('openai/gpt-4o-mini', api_base='http://127.0.0.1:9/v1')\n"
+        "assert price_usd('openai/gpt-4o-mini', Usage(10, 10)) > 0\n"
+        "print(json.dumps(sorted(n for n in sys.modules\n"
+        "                        if n.split('.')[0] in ('dspy', 'litellm', 'openai'))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
