@@ -14,6 +14,14 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The loopback OpenAI server and the no-internet guard (tests/support/fixtures.py).
+pytest_plugins = ["support.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _block_internet(no_internet):
+    """Every test runs with non-loopback connections refused: no test may reach a provider."""
+
 
 @pytest.fixture
 def workspace_dir(tmp_path: Path) -> Path:

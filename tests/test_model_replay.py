@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,6 @@ from promptgov.model._replay import (
     CassetteEntry,
     RecordingModel,
     ReplayModel,
-    cassette_labels,
 )
 
 SCHEMA = {"type": "object", "properties": {"label": {"enum": ["spam", "ham"]}},
@@ -43,9 +43,9 @@ def record(path, n=20, **fake_kw):
     with RecordingModel(inner, path) as rec:
         assert rec.id == inner.id
         for i in range(n):
-            with cassette_labels(prompt="spam_filter@2", case=f"c{i}"), \
-                    contextlib.suppress(ModelError):
-                texts[i] = rec.complete(req(i)).text
+            with contextlib.suppress(ModelError):
+                texts[i] = rec.complete(replace(req(i), label="spam_filter@2",
+                                                case_id=f"c{i}")).text
     return texts
 
 
@@ -139,8 +139,8 @@ def test_miss_raises_replay_miss_with_details(cassette_path):
     assert long_msg[:80] in msg and long_msg[:81] not in msg
     assert e.value.kind == "replay_miss"
     assert e.value.model == replay.id
-    with cassette_labels(prompt="spam_filter@3", case="c9"), pytest.raises(ReplayMiss) as e:
-        replay.complete(r)
+    with pytest.raises(ReplayMiss) as e:
+        replay.complete(replace(r, label="spam_filter@3", case_id="c9"))
     assert "spam_filter@3" in str(e.value) and "c9" in str(e.value)
 
 

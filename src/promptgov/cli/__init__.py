@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import sys
 
+from promptgov.cli import (
+    _eval_cmds,  # noqa: F401  (registers eval, compare, ui, loop)
+    _workspace_cmds,  # noqa: F401  (registers lock, check, ls)
+)
 from promptgov.cli._app import app
-from promptgov.cli import _workspace_cmds  # noqa: F401  (registers lock, check, ls)
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ SQLite in ``.promptgov/cache.sqlite``. The key is the hash of (model, params, re
 schema, sample index); each row also keeps the hash of each part and a label (prompt version and
 case id), so :func:`ResponseCache.explain` can say which part changed when a case misses.
 
-Writes are batched by one writer thread (a commit every ``batch`` rows or ``flush_s`` seconds),
+A run first loads every answer cached for its prompt version (:meth:`preload`), so look-ups
+during the run are in memory. Writes are batched by one writer thread (a commit every ``batch`` rows or ``flush_s`` seconds),
 never a transaction per case; the cache is also the resume journal, so a run killed with SIGKILL
 loses at most the last unflushed batch.
 """
@@ -52,6 +53,7 @@ class ResponseCache:
         self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
         self._lock = threading.Lock()
         self._mem: dict[str, Completion] = {}
+        self._preloaded: set[str] = set()
         self._q: queue.Queue = queue.Queue()
         self._batch, self._flush_s = batch, flush_s
         self._writer = threading.Thread(target=self._write_loop, daemon=True,
@@ -60,24 +62,22 @@ class ResponseCache:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def preload(self, keys: list[str]) -> int:
-        """Read the rows for ``keys`` in a few queries; returns how many were found."""
-        found = 0
+    def preload(self, label: str) -> int:
+        """Load every cached answer of one prompt version (``label``) in one query. After it,
+        a key of that label that is not in memory is a miss without asking SQLite, so the hot
+        path never waits for the writer's commits."""
         with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                rows = self._db.execute(
-                    "SELECT key, model, text, prompt_tokens, completion_tokens, cost_usd, "
-                    f"latency_s FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk).fetchall()
-                for r in rows:
-                    self._mem[r[0]] = _completion(r)
-                found += len(rows)
-        return found
+            rows = self._db.execute(
+                "SELECT key, model, text, prompt_tokens, completion_tokens, cost_usd, latency_s "
+                "FROM responses WHERE label = ?", (label,)).fetchall()
+        for r in rows:
+            self._mem[r[0]] = _completion(r)
+        self._preloaded.add(label)
+        return len(rows)
 
-    def get(self, key: str) -> Completion | None:
+    def get(self, key: str, label: str | None = None) -> Completion | None:
         hit = self._mem.get(key)
-        if hit is not None:
+        if hit is not None or label in self._preloaded:
             return hit
         with self._lock:
             r = self._db.execute(
@@ -90,9 +90,9 @@ class ResponseCache:
     def put(self, key: str, request: Request, model_id: str, c: Completion, *,
             label: str | None = None, case_id: str | None = None) -> None:
         self._mem[key] = c
+        # The key parts are hashed by the writer thread, off the caller's path.
         self._q.put((key, c.model, c.text, c.usage.prompt_tokens, c.usage.completion_tokens,
-                     c.cost_usd, c.latency_s, json.dumps(key_part_hashes(request, model_id)),
-                     label, case_id, time.time()))
+                     c.cost_usd, c.latency_s, (request, model_id), label, case_id, time.time()))
 
     def _write_loop(self) -> None:
         while True:
@@ -110,6 +110,7 @@ class ResponseCache:
                     stop = True
                     break
                 rows.append(nxt)
+            rows = [(*r[:7], json.dumps(key_part_hashes(*r[7])), *r[8:]) for r in rows]
             with self._lock:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)

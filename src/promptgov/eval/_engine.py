@@ -10,6 +10,7 @@ unchanged inside a Jupyter kernel, whose event loop is already running.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -62,20 +63,18 @@ class Runner:
         self.json_schema = schema_model.model_json_schema() if schema_model else None
         self.progress = progress
         self.totals = _Totals()
+        self._calls = itertools.count()
 
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> list[dict[str, Any]]:
         jobs = [(case, s) for case in self.evalset.cases for s in range(self.samples)]
-        requests = [self._request(case, s) for case, s in jobs]
         if self.cache is not None:
-            self.cache.preload([r.key(self.model.id) for r in requests
-                                if isinstance(r, Request)])
+            self.cache.preload(self.prompt.ref)
         records: list[dict[str, Any] | None] = [None] * len(jobs)
         with ThreadPoolExecutor(max_workers=self.concurrency,
                                 thread_name_prefix="promptgov-eval") as pool:
-            futures = {pool.submit(self._case, case, s, req): i
-                       for i, ((case, s), req) in enumerate(zip(jobs, requests, strict=True))}
+            futures = {pool.submit(self._case, case, s): i for i, (case, s) in enumerate(jobs)}
             for fut in as_completed(futures):
                 rec = records[futures[fut]] = fut.result()
                 with self.totals.lock:
@@ -87,12 +86,13 @@ class Runner:
                                    "paid_usd": self.totals.paid_usd})
         if self.cache is not None:
             self.cache.flush()
+        self.totals.calls = next(self._calls)
         return records  # type: ignore[return-value]
 
     def _request(self, case, sample: int) -> Request | WorkspaceError:
         pv = self.prompt
         try:
-            messages = tuple(pv.render(case.input))
+            messages = pv.messages(case.input)
         except WorkspaceError as e:
             return e
         return Request(messages=messages, response_schema=self.json_schema,
@@ -103,7 +103,8 @@ class Runner:
 
     # -- one case ---------------------------------------------------------------------------
 
-    def _case(self, case, sample: int, req: Request | WorkspaceError) -> dict[str, Any]:
+    def _case(self, case, sample: int) -> dict[str, Any]:
+        req = self._request(case, sample)
         rec: dict[str, Any] = {
             "case_id": case.id, "sample": sample, "input": case.input,
             "expected": case.expected, "output": None, "raw": None, "failure": None,
@@ -145,13 +146,14 @@ class Runner:
         key = req.key(self.model.id)
         for attempt in range(self.retry.max_retries + 1):
             rec["attempts"] += 1
-            c = self.cache.get(key) if self.cache is not None else None
+            c = self.cache.get(key, req.label) if self.cache is not None else None
             if c is None:
-                with self.totals.lock:
-                    if self.budget_usd is not None and self.totals.paid_usd >= self.budget_usd:
-                        raise BudgetExhausted(f"cost budget of {self.budget_usd} USD reached "
-                                              "before this case; nothing was sent")
-                    self.totals.calls += 1
+                if self.budget_usd is not None:
+                    with self.totals.lock:
+                        if self.totals.paid_usd >= self.budget_usd:
+                            raise BudgetExhausted(f"cost budget of {self.budget_usd} USD reached "
+                                                  "before this case; nothing was sent")
+                next(self._calls)  # itertools.count: atomic, no lock on the hot path
                 try:
                     c = self.model.complete(req)
                 except ModelError as e:
@@ -162,8 +164,9 @@ class Runner:
                     time.sleep(self._backoff(attempt, getattr(e, "retry_after", None)))
                     continue
                 rec["cached"] = False
-                with self.totals.lock:
-                    self.totals.paid_usd += c.cost_usd
+                if c.cost_usd:
+                    with self.totals.lock:
+                        self.totals.paid_usd += c.cost_usd
                 if self.cache is not None:
                     self.cache.put(key, req, self.model.id, c, label=req.label,
                                    case_id=req.case_id)

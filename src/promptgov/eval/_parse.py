@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -29,16 +30,18 @@ def parse_output(text: str, model: type[BaseModel]) -> tuple[dict[str, Any], lis
         raw, _ = m.group(1).strip(), repairs.append("fenced")
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, an over-long int, deep nesting
         data = _python_literal(raw)
         if data is None:
-            raise InvalidOutput(f"not valid JSON: {e.msg} at char {e.pos}: {_clip(text)}",
+            why = f"{e.msg} at char {e.pos}" if isinstance(e, json.JSONDecodeError) else \
+                f"{type(e).__name__}: {str(e)[:80]}"
+            raise InvalidOutput(f"not valid JSON: {why}: {_clip(text)}",
                                 kind="invalid_json") from None
         repairs.append("single_quotes")
     if not isinstance(data, dict):
         raise InvalidOutput(f"expected a JSON object, got {type(data).__name__}",
                             kind="schema_violation")
-    schema = model.model_json_schema()
+    schema = _json_schema(model)
     props = schema.get("properties", {})
     extra = [k for k in data if k not in props]
     if extra and props:
@@ -56,14 +59,19 @@ def parse_output(text: str, model: type[BaseModel]) -> tuple[dict[str, Any], lis
     return obj.model_dump(mode="json"), repairs
 
 
+@lru_cache(maxsize=64)
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()  # ~0.4 ms each time: once per schema, not per answer
+
+
 def _python_literal(raw: str) -> Any:
     """A Python-repr dict ({'a': 'b', 'c': None}) is a common near-miss; literal_eval is safe."""
     if not raw.startswith("{"):
         return None
     try:
         return ast.literal_eval(raw)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None  # TypeError: an unhashable key or set member, {[1]: 2}
 
 
 def _enum_values(prop: dict, defs: dict) -> list[str] | None:

@@ -207,16 +207,21 @@ def _hash_prompt(s: Scan, f: Path, rel: str, sha: str, old: dict | None) -> dict
         s.problems.append(Problem(
             rel, f"{pv.ref} changed since it was locked (locked {short(old['content_hash'])}, "
             f"now {short(pv.content_hash)})", bump))
-    elif s.fresh_tooling:  # same content, same renderer: same messages
-        entry["render_fingerprint"] = old["render_fingerprint"]
     else:
+        # Same content hash, but the file's bytes changed (or --full / new tooling): re-render.
+        # Same content does not imply same messages: the key order of a demo's output is not
+        # part of the content hash but is part of the JSON answer sent to the model.
         entry["render_fingerprint"] = _fingerprint(s, pv, rel)
         if entry["render_fingerprint"] != old["render_fingerprint"]:
+            upgraded = s.lock.get("tooling") != tooling()
             s.problems.append(Problem(
                 rel, f"{pv.ref} renders different messages than when it was locked (locked "
                 f"{short(old['render_fingerprint'])}, now {short(entry['render_fingerprint'])}); "
-                f"a dependency upgrade changed what is sent to the model",
-                "pin the previous jinja2/promptgov, or re-evaluate and save it as a new version"))
+                + ("a dependency upgrade changed what is sent to the model" if upgraded else
+                   "the edit keeps the content hash but changes what is sent to the model "
+                   "(e.g. the key order of a demo output)"),
+                "pin the previous jinja2/promptgov, or re-evaluate and save it as a new version"
+                if upgraded else bump))
     return entry
 
 

@@ -42,10 +42,36 @@ class Request:
         return {"model": model_id, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "prefix": prefix,
                 "messages": list(self.messages[self.prefix_len:]),
-                "response_schema": self.response_schema, "sample": self.sample}
+                "response_schema": _schema_hash(self.response_schema), "sample": self.sample}
 
     def key(self, model_id: str) -> str:
-        return content_hash(self.key_parts(model_id))
+        """``content_hash`` of :meth:`key_parts`; the model-independent part is hashed once per
+        request object (the engine, the cache and a recorder all ask for it)."""
+        body = self.__dict__.get("_body_hash")
+        if body is None:
+            parts = self.key_parts("")
+            del parts["model"]
+            body = content_hash(parts)
+            object.__setattr__(self, "_body_hash", body)  # a cache, not state: frozen is kept
+        return content_hash({"model": model_id, "body": body})
+
+
+_SCHEMA_HASHES: dict[int, tuple[dict, str]] = {}
+
+
+def _schema_hash(schema: dict[str, Any] | None) -> str | None:
+    """Hash of a response schema, memoised by identity: an eval sends the same schema object
+    with every case, and re-serialising it per case was a measurable share of the overhead."""
+    if schema is None:
+        return None
+    hit = _SCHEMA_HASHES.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if len(_SCHEMA_HASHES) > 256:
+        _SCHEMA_HASHES.clear()
+    h = content_hash(schema)
+    _SCHEMA_HASHES[id(schema)] = (schema, h)
+    return h
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,15 @@ A cassette is a JSONL file, one line per recorded answer::
 model id. A cassette stores only keys, answer texts, usage and labels: never the messages, the
 provider configuration or any credential.
 
-``prompt`` and ``case`` are optional labels. The engine sets them for the calls made inside a
-:func:`cassette_labels` block; the recorder writes them and a replay miss names them.
+``prompt`` and ``case`` are the request's ``label`` and ``case_id`` (the engine sets them); the
+recorder writes them and a replay miss names them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,27 +28,6 @@ from promptgov.errors import ReplayMiss, WorkspaceError
 from promptgov.model._base import Completion, Model, Request, Usage
 
 REPLAY_PREFIX = "replay:"
-
-_labels: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar(
-    "promptgov_cassette_labels", default=(None, None))
-
-
-@contextmanager
-def cassette_labels(prompt: str | None = None, case: str | None = None) -> Iterator[None]:
-    """Label the model calls made in this block (in this thread / context) with a prompt
-    version (``"ticket_triage@2"``) and a case id: a :class:`RecordingModel` writes them to
-    the cassette and a :class:`ReplayModel` miss names them."""
-    token = _labels.set((prompt, case))
-    try:
-        yield
-    finally:
-        _labels.reset(token)
-
-
-def current_labels() -> tuple[str | None, str | None]:
-    """The ``(prompt, case)`` labels set by the innermost :func:`cassette_labels` block."""
-    return _labels.get()
-
 
 @dataclass(frozen=True)
 class CassetteEntry:
@@ -182,7 +159,7 @@ class RecordingModel:
 
     Transparent: its ``id`` is the inner model's id, so cache keys and MLflow records are
     unchanged. Failed calls are not recorded. Only the request key, the answer text, usage,
-    latency and the :func:`cassette_labels` labels are written.
+    latency and the request's prompt/case labels are written.
     """
 
     def __init__(self, inner: Model, cassette_path: Path | str):
@@ -194,7 +171,7 @@ class RecordingModel:
 
     def complete(self, request: Request) -> Completion:
         completion = self.inner.complete(request)
-        prompt, case = current_labels()
+        prompt, case = request.label, request.case_id
         self.cassette.append(CassetteEntry(
             key=request.key(self.inner.id), model=self.inner.id, text=completion.text,
             usage=completion.usage, latency_s=completion.latency_s, prompt=prompt, case=case))
@@ -268,7 +245,7 @@ class ReplayModel:
         last_user = next((str(m.get("content", "")) for m in reversed(request.messages)
                           if m.get("role") == "user"), "")
         snippet = " ".join(last_user.split())[:80]
-        prompt, case = current_labels()
+        prompt, case = request.label, request.case_id
         labels = "".join(f" {name} {value}" for name, value in (("prompt", prompt),
                                                                  ("case", case)) if value)
         return (f"{self.cassette.path}: no recorded answer{labels} for key {key} "

@@ -129,9 +129,14 @@ class PromptVersion(BaseModel):
         return len(self._fixed_messages)
 
     def render(self, inputs: dict[str, Any]) -> list[Message]:
-        """The chat messages sent to the model for one case's ``inputs``."""
-        return [*map(dict, self._fixed_messages),
-                {"role": "user", "content": _render(self.user, inputs, self, "user")}]
+        """The chat messages sent to the model for one case's ``inputs`` (fresh copies)."""
+        return [*map(dict, self.messages(inputs))]
+
+    def messages(self, inputs: dict[str, Any]) -> tuple[Message, ...]:
+        """As :meth:`render`, but the system and demo messages are shared between calls, not
+        copied (a prompt may hold hundreds of demos): the engine's read-only hot path."""
+        return (*self._fixed_messages,
+                {"role": "user", "content": _render(self.user, inputs, self, "user")})
 
     # -- loading ----------------------------------------------------------------------------
 

@@ -124,7 +124,17 @@ def _diff_field(o, n, odefs, ndefs, at) -> list[SchemaChange]:
     oo, no = _object(o, odefs), _object(n, ndefs)
     if oo and no:
         out += _diff_object(oo, no, odefs, ndefs, at + ".")
+    # list items and map values (``list[Intent]``: an enum value removed there is breaking too)
+    for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
+        oi, ni = _sub(o, odefs, key), _sub(n, ndefs, key)
+        if oi is not None and ni is not None:
+            out += _diff_field(_resolve(oi, odefs), _resolve(ni, ndefs), odefs, ndefs, at + suffix)
     return out
+
+
+def _sub(s: dict, defs: dict, key: str) -> dict | None:
+    subs = [v[key] for v in _variants(s, defs) if isinstance(v.get(key), dict)]
+    return subs[0] if len(subs) == 1 else None
 
 
 def _resolve(s: dict, defs: dict) -> dict:

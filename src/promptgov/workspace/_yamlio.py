@@ -50,11 +50,22 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def pydantic_error(path: Path, err: Any) -> WorkspaceError:
-    """Turn the first error of a pydantic ``ValidationError`` into a one-line WorkspaceError."""
-    first = err.errors()[0]
+    """Turn the first error of a pydantic ``ValidationError`` into a one-line WorkspaceError.
+
+    An unknown field is reported before a missing one: ``sytem:`` is a typo of ``system:``, and
+    "add the field `system`" would send the reader looking for the wrong line."""
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     fix = {
         "missing": f"add the field `{loc}`",
         "extra_forbidden": f"remove `{loc}` (unknown field; check its spelling)",
     }.get(first["type"], f"correct `{loc}`")
+    if first["type"] == "extra_forbidden":
+        import difflib
+
+        missing = [".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "missing"]
+        close = difflib.get_close_matches(loc, missing, n=1)
+        if close:
+            fix = f"rename `{loc}` to `{close[0]}` (unknown field; check its spelling)"
     return WorkspaceError(path, f"field `{loc}`: {first['msg']}", fix)

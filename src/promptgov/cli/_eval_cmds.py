@@ -1,0 +1,342 @@
+"""``promptgov eval``, ``compare``, ``ui`` and ``loop``: run prompts on evalsets, log the runs
+to MLflow, read them back side by side. MLflow, pandas and the models load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from promptgov.cli._app import WorkspaceOpt, app, workspace
+from promptgov.errors import PromptgovError, WorkspaceError
+
+EvalsetOpt = Annotated[str | None, typer.Option(
+    "--evalset", "-e", help="Evalset name (default: the one the prompt names).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model id: local/knn, openai/gpt-4o-mini, replay:<cassette>, fake/... "
+    "(default: the prompt's own model.id).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Model calls in flight at once.")]
+
+# Run params that, with the same answers, make two runs the same run (``loop`` logs it once).
+_SAME_RUN = ("content_hash", "render_fingerprint", "schema_hash", "evalset_hash", "model",
+             "temperature", "max_tokens", "samples", "routing_auto", "routing_review")
+
+
+def _quiet_mlflow() -> None:
+    """A command's output is its own: no MLflow INFO lines (``Creating initial MLflow database
+    tables...``). Set before MLflow is imported; an explicit MLFLOW_LOGGING_LEVEL wins."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+@contextmanager
+def _errors(*also: type[Exception]):
+    """Library errors (and ``also``, e.g. ValueError from a bad argument) → ``error: ...``."""
+    try:
+        yield
+    except (PromptgovError, *also) as e:
+        for line in str(e).splitlines() or [type(e).__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@app.command("eval")
+def eval_cmd(
+    ref: Annotated[str, typer.Argument(metavar="PROMPT@VERSION",
+                                       help="e.g. ticket_triage@2 (no version: the latest).")],
+    evalset: EvalsetOpt = None, model: ModelOpt = None, concurrency: ConcurrencyOpt = 8,
+    budget_usd: Annotated[float | None, typer.Option(
+        min=0, help="Stop sending calls once this much was paid in this run.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")]
+    = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    as_json: JsonOpt = False, ws: WorkspaceOpt = None,
+) -> None:
+    """Evaluate one prompt version on its evalset and log the run to MLflow.
+
+    Example: promptgov eval ticket_triage@2 --model local/knn
+    """
+    _quiet_mlflow()
+    w = workspace(ws)
+    with _errors(ValueError):
+        pv, es, m = _target(w, ref, evalset, model, {})
+    with _errors():
+        r = _run(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
+                 cache=not no_cache, track=not no_track)
+    if as_json:
+        print(json.dumps({"prompt": r.prompt, "evalset": r.evalset, "model": r.model,
+                          "run_id": r.run_id, "calls": r.calls,
+                          "metrics": {k: _num(v) for k, v in r.metrics.items()}}, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    print(f"{r.prompt} on {r.evalset} with {r.model}")
+    t = Table()
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in r.metrics.items():
+        t.add_row(k, _fmt(v))
+    Console().print(t)
+    cached = len(r.records) - sum(not rec["cached"] for rec in r.records)
+    print(f"{r.calls} model calls, {cached} of {len(r.records)} answers from the cache")
+    print(f"MLflow run: {r.run_id}" if r.run_id else "not logged to MLflow (--no-track)")
+
+
+@app.command("compare")
+def compare_cmd(
+    prompt: Annotated[str, typer.Argument(help="Prompt name, e.g. ticket_triage.")],
+    evalset: EvalsetOpt = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only runs of this model.")]
+    = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Version to compare against (default: the approved one, else the lowest).")] = None,
+    as_json: JsonOpt = False, ws: WorkspaceOpt = None,
+) -> None:
+    """Compare the versions of a prompt from their latest MLflow runs.
+
+    Each version's accuracy is tested against a baseline on the cases both runs share: the
+    difference, its exact McNemar p-value and a bootstrap 95% CI.
+
+    Example: promptgov compare ticket_triage --model local/knn
+    """
+    _quiet_mlflow()
+    from promptgov.eval._compare import compare
+
+    w = workspace(ws)
+    with _errors(ValueError):
+        df = compare(prompt, workspace=w, evalset=evalset, model=model, baseline=baseline)
+    if as_json:
+        rows = [{"version": int(v), **{k: _num(x) for k, x in row.items()}}
+                for v, row in df.iterrows()]
+        print(json.dumps({"prompt": prompt, "baseline": df.attrs["baseline"], "versions": rows},
+                         indent=1))
+        return
+    _print_compare(df)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    ws: WorkspaceOpt = None,
+) -> None:
+    """Open the MLflow UI on the workspace's tracking store.
+
+    Example: promptgov ui   (then browse http://127.0.0.1:5000)
+    """
+    from promptgov.eval._tracking import tracking_uri
+
+    w = workspace(ws)
+    uri = tracking_uri(w.root)
+    if uri.startswith(("http://", "https://", "databricks")):
+        print(f"runs are logged to the tracking server {uri}: open it in a browser")
+        return
+    (w.root / ".promptgov").mkdir(exist_ok=True)
+    print(f"MLflow UI: http://{host}:{port}  (tracking URI {uri}; Ctrl-C stops it)", flush=True)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # `python -m mlflow`, not `mlflow`: works when the venv's bin/ is not on PATH.
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", host, "--port", str(port)])
+
+
+@app.command()
+def loop(
+    model: ModelOpt = None, concurrency: ConcurrencyOpt = 8, ws: WorkspaceOpt = None,
+) -> None:
+    """Lock, check, evaluate every prompt version, log to MLflow, compare.
+
+    Locks new versions (fails on drift), checks the workspace, evaluates every prompt version
+    on its evalset, logs each run to MLflow and compares the versions of each prompt.
+
+    Re-running it is cheap: unchanged evals answer from the cache (no model call) and are not
+    logged again.
+
+    Example: promptgov loop --model local/knn
+    """
+    _quiet_mlflow()
+    from promptgov.eval._compare import compare
+    from promptgov.eval._tracking import tracking_uri
+    from promptgov.governance import check as do_check
+    from promptgov.governance import lock as do_lock
+
+    w = workspace(ws)
+    with _errors():
+        added, warnings = do_lock(w.root)
+    for p in warnings:
+        print(f"warning: {p}", file=sys.stderr)
+    print(f"lock: {len(added)} new version(s) locked" + (f": {', '.join(added)}" if added else ""))
+    result = do_check(w.root)
+    for p in result.problems:
+        print(f"error: {p}", file=sys.stderr)
+    print(result.summary())
+    if not result.ok:
+        raise typer.Exit(1)
+    models: dict[str, Any] = {}
+    with _errors(ValueError):
+        targets = [_target(w, f"{n}@{v}", None, model, models) for n, v in w.prompt_files()]
+    calls = 0
+    for name in w.prompt_names():
+        mine = [t for t in targets if t[0].name == name]
+        for pv, es, m in mine:
+            with _errors():
+                r = _run(w, pv, es, m, concurrency=concurrency, track=False)
+                run_id, new = _log_once(w, r, pv)
+            calls += r.calls
+            print(f"{pv.ref} on {es.ref} with {m.id}: accuracy {_fmt(r.metrics['accuracy'])}, "
+                  f"{r.calls} model calls; "
+                  + (f"logged run {run_id}" if new else f"unchanged since run {run_id}"))
+        pv, es, m = mine[-1]
+        with _errors():
+            _print_compare(compare(name, workspace=w, evalset=es.ref, model=m.id))
+    print(f"{calls} model calls in total" + (
+        ": every answer came from the response cache, nothing was re-run or re-logged"
+        if calls == 0 else ""))
+    print(f"Open the runs in MLflow: promptgov ui  →  http://127.0.0.1:5000\n"
+          f"tracking URI: {tracking_uri(w.root)}")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _target(w, ref: str, evalset: str | None, model: str | None, models: dict[str, Any]):
+    """Prompt version, evalset and model for one eval, validated before anything runs."""
+    from promptgov.workspace._refs import parse_ref
+
+    parse_ref(ref)
+    pv = w.prompt(ref)
+    es_ref = evalset or pv.evalset
+    if es_ref is None:
+        raise WorkspaceError(f"prompts/{pv.name}/v{pv.version}.yaml", f"{pv.ref} names no "
+                             "evalset", "pass --evalset NAME or add `evalset:` to the prompt file")
+    es = w.evalset(es_ref)
+    spec = model or pv.model.id
+    if spec not in models:
+        models[spec] = _model(w, spec)
+    return pv, es, models[spec]
+
+
+def _model(w, spec: str):
+    from promptgov.governance._policy import load_policy
+    from promptgov.model._registry import get_model
+
+    hint = ("write PROVIDER/MODEL (local/knn, openai/gpt-4o-mini, ollama_chat/llama3.2), "
+            "replay:<cassette> or fake/<name>")
+    if not spec.startswith("replay:"):
+        provider, _, name = spec.partition("/")
+        if not name:
+            raise ValueError(f"unknown model {spec!r}: {hint}")
+        known = _litellm_providers()
+        if provider not in ("local", "fake") and known and provider not in known:
+            raise ValueError(f"unknown model provider {provider!r} in {spec!r}: {hint}")
+    return get_model(spec, prices=load_policy(w.root).prices)
+
+
+def _litellm_providers() -> set[str]:
+    """LiteLLM's provider names, read from the data file in its wheel: importing LiteLLM to
+    validate an argument would take seconds. Empty (no check) if the file is not there."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    spec = find_spec("litellm")
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        f = Path(d) / "provider_endpoints_support_backup.json"
+        if f.exists():
+            return set(json.loads(f.read_text(encoding="utf-8")).get("providers", {}))
+    return set()
+
+
+def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
+         cache: bool = True, track: bool = True):
+    """``evaluate()`` with a progress bar on stderr: cases, failures, cost so far, ETA."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from promptgov.eval import evaluate
+
+    cols = (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed · ${task.fields[paid]:.4f}"),
+            TimeRemainingColumn())
+    with Progress(*cols, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"{pv.ref} on {es.ref}", total=len(es.cases), failed=0, paid=0.0)
+
+        def progress(p: dict[str, Any]) -> None:
+            bar.update(task, completed=p["done"], total=p["total"], failed=p["failed"],
+                       paid=p["paid_usd"])
+
+        return evaluate(pv, es, model=m, workspace=w, concurrency=concurrency,
+                        budget_usd=budget_usd, cache=cache, track=track, progress=progress)
+
+
+def _log_once(w, r, pv) -> tuple[str, bool]:
+    """Log ``r`` unless the latest run of this version is the same run (same hashes, model and
+    settings, every answer from the cache, same scores): ``(run_id, logged_now)``."""
+    from promptgov.eval._compare import latest_runs
+    from promptgov.eval._tracking import client, log_eval
+
+    if r.calls == 0:
+        prev = latest_runs(client(w.root), pv.name, evalset=r.evalset,
+                           model=r.model).get(pv.version)
+        if (prev is not None
+                and all(prev.data.params.get(k) == str(r.params.get(k)) for k in _SAME_RUN)
+                and all(prev.data.metrics.get(k) == r.metrics[k]
+                        for k in ("cases", "accuracy", "failure_rate"))):
+            return prev.info.run_id, False
+    return log_eval(w.root, r, pv), True
+
+
+_SHORT = {"accuracy": "acc", "macro_f1": "F1", "object_match": "obj match",
+          "failure_rate": "fail", "cost_per_1k_usd": "$/1k", "latency_p95_s": "p95 s",
+          "ece": "ECE", "automation_rate": "auto", "auto_precision": "auto prec"}
+
+
+def _print_compare(df) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from promptgov.eval._compare import MAIN_METRICS
+
+    one = {c: df[c].iloc[0] for c in ("evalset", "model") if df[c].nunique() == 1}
+    t = Table(title=" · ".join([df.attrs["prompt"], *map(str, one.values())]), box=box.SIMPLE,
+              caption="* baseline. Δacc, p (exact McNemar) and 95% CI (bootstrap): paired "
+              "by case")
+    varying = [c for c in ("evalset", "model") if c not in one]
+    metrics = [c for c in MAIN_METRICS if c in df]
+    for c in ["version", *varying, *(_SHORT[c] for c in metrics),
+              "Δacc", "p", "95% CI", "sig", "run"]:
+        t.add_column(c, justify="left" if c in ("version", "evalset", "model", "run")
+                     else "right", no_wrap=True)
+    for v, row in df.iterrows():
+        stats = (["", "", "", ""] if row["baseline"] else
+                 [f"{row['accuracy_delta']:+.3f}", f"{row['mcnemar_p']:.2g}",
+                  f"{row['ci95_low']:+.3f}..{row['ci95_high']:+.3f}",
+                  "yes" if row["significant"] else "no"])
+        t.add_row(f"v{v}" + ("*" if row["baseline"] else ""), *(str(row[c]) for c in varying),
+                  *(_fmt(row[c], 3) for c in metrics), *stats, str(row["run_id"])[:8])
+    Console(width=max(140, Console().width)).print(t)
+
+
+def _num(v: Any) -> Any:
+    """JSON-safe scalar: NaN → null, numpy scalars → Python."""
+    if hasattr(v, "item"):
+        v = v.item()
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    v = _num(v)
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 1:
+        v = int(v)  # counts (cases, tokens) logged as floats
+    return "—" if v is None else f"{v:.{digits}g}" if isinstance(v, float) else str(v)

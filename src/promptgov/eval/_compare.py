@@ -1,0 +1,195 @@
+"""``compare()``: the versions of one prompt side by side, from their latest MLflow runs, each
+tested against a baseline version on the cases both runs share.
+
+The numbers come from MLflow, not from memory: what a notebook shows is what the UI shows and
+what ``promptgov approve`` will read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptgov.errors import PromptgovError
+from promptgov.eval._tracking import RUN_TAG, client, tracking_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# compare() downloads one small table per run: MLflow's per-download progress bar is noise.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+MAIN_METRICS = ("accuracy", "macro_f1", "object_match", "failure_rate", "cost_per_1k_usd",
+                "latency_p95_s", "ece", "automation_rate", "auto_precision")
+"""The run metrics ``compare()`` shows, in this order, where the runs have them."""
+
+STAT_COLUMNS = ("accuracy_delta", "n_paired", "mcnemar_p", "ci95_low", "ci95_high",
+                "significant")
+
+
+def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = None,
+            model: str | None = None, baseline: int | str | None = None,
+            alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Versions × metrics of ``prompt_name``, from the latest finished MLflow run of each version.
+
+    Each non-baseline row also holds ``accuracy_delta`` (its accuracy minus the baseline's), the
+    exact McNemar p-value and a bootstrap 95% CI of the accuracy difference over the cases both
+    runs share (``n_paired``, matched by case id), and ``significant`` (``mcnemar_p < alpha``).
+
+    Args:
+        prompt_name: the prompt (``ticket_triage``).
+        evalset: only runs on this evalset (``name`` or ``name@version``).
+        model: only runs with this model id.
+        baseline: the version to compare against; default: the highest approved version
+            (a file ``governance/approvals/<prompt>@<v>.toml|json``) that has a run, else the
+            lowest evaluated version.
+        alpha: significance level of ``significant``.
+        seed: seed of the bootstrap.
+
+    Example:
+        >>> import promptgov as pg                                      # doctest: +SKIP
+        >>> pg.compare("ticket_triage", model="local/knn")              # doctest: +SKIP
+    """
+    from promptgov.eval._stats import bootstrap_diff_ci, mcnemar_exact
+
+    ws = _workspace(workspace)
+    if not re.fullmatch(r"[a-z][a-z0-9_\-]*", prompt_name or ""):
+        raise ValueError(f"{prompt_name!r} is not a prompt name; write e.g. ticket_triage "
+                         "(compare takes every version of one prompt)")
+    if prompt_name not in ws.prompt_names():
+        ws.prompt(prompt_name)  # raises WorkspaceError naming the known prompts
+    c = client(ws.root)
+    runs = latest_runs(c, prompt_name, evalset=evalset, model=model)
+    if not runs:
+        where = ", ".join(f"{k}={v}" for k, v in (("evalset", evalset), ("model", model)) if v)
+        raise PromptgovError(
+            f"no finished MLflow run of {prompt_name}{f' ({where})' if where else ''} in "
+            f"{tracking_uri(ws.root)} (fix: run `promptgov eval {prompt_name}@VERSION` first)")
+    base = pick_baseline(ws.root, prompt_name, sorted(runs), baseline)
+    base_cases = case_outcomes(c, runs[base].info.run_id)
+    rows = []
+    for v, run in sorted(runs.items()):
+        m, p = run.data.metrics, run.data.params
+        row: dict[str, Any] = {"version": v, "baseline": v == base,
+                               "evalset": run.data.tags.get("promptgov.evalset", p.get("evalset")),
+                               "model": p.get("model")}
+        row.update({k: m[k] for k in MAIN_METRICS if k in m})
+        row["run_id"] = run.info.run_id
+        if v != base:
+            cases = case_outcomes(c, run.info.run_id)
+            keys = sorted(base_cases.keys() & cases.keys())
+            a = [base_cases[k] for k in keys]
+            b = [cases[k] for k in keys]
+            disc_b = sum(x and not y for x, y in zip(a, b, strict=True))
+            disc_c = sum(y and not x for x, y in zip(a, b, strict=True))
+            p_value = mcnemar_exact(disc_b, disc_c)
+            lo, hi = bootstrap_diff_ci(a, b, seed)
+            row.update(accuracy_delta=m.get("accuracy", float("nan"))
+                       - runs[base].data.metrics.get("accuracy", float("nan")),
+                       n_paired=len(keys), mcnemar_p=p_value, ci95_low=lo, ci95_high=hi,
+                       significant=bool(keys) and p_value < alpha)
+        else:
+            row.update(accuracy_delta=0.0, n_paired=len(base_cases), significant=False)
+        rows.append(row)
+    return _frame(rows, prompt_name, base)
+
+
+def _frame(rows: list[dict[str, Any]], name: str, base: int) -> pd.DataFrame:
+    import pandas as pd
+
+    present = [k for k in MAIN_METRICS if any(k in r for r in rows)]
+    cols = ["baseline", "evalset", "model", *present, *STAT_COLUMNS, "run_id"]
+    df = pd.DataFrame(rows).set_index("version").reindex(columns=cols)
+    df["significant"] = df["significant"].astype(bool)
+    df["baseline"] = df["baseline"].astype(bool)
+    df["n_paired"] = df["n_paired"].astype(int)
+    df.attrs.update(prompt=name, baseline=base)
+    return df
+
+
+def _workspace(workspace: Any):
+    from promptgov.workspace import Workspace
+
+    if workspace is None:
+        return Workspace.find()
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+def latest_runs(c, prompt_name: str, *, evalset: str | None = None,
+                model: str | None = None) -> dict[int, Any]:
+    """The latest FINISHED run of each version of ``prompt_name``, keyed by version."""
+    exp = c.get_experiment_by_name(prompt_name)
+    if exp is None:
+        return {}
+    filters = ["attributes.status = 'FINISHED'", f"tags.`{RUN_TAG}` LIKE '{prompt_name}@%'"]
+    if evalset:
+        filters.append(f"tags.`promptgov.evalset` = {_quote(evalset)}" if "@" in evalset
+                       else f"params.evalset = {_quote(evalset)}")
+    if model:
+        filters.append(f"params.model = {_quote(model)}")
+    out: dict[int, Any] = {}
+    token = None
+    while True:
+        page = c.search_runs([exp.experiment_id], " and ".join(filters), max_results=1000,
+                             order_by=["attributes.start_time DESC"], page_token=token)
+        for run in page:
+            name, _, v = run.data.tags.get(RUN_TAG, "").rpartition("@")
+            if name == prompt_name and v.isdigit():
+                out.setdefault(int(v), run)
+        token = page.token
+        if not token:
+            return out
+
+
+def _quote(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"{value!r}: quotes are not allowed in an evalset or model filter")
+    return f"'{value}'"
+
+
+def case_outcomes(c, run_id: str) -> dict[tuple[str, int], bool]:
+    """``(case_id, sample) → correct`` from a run's ``cases.json`` table; empty when the run
+    has none (then nothing is paired: ``n_paired`` is 0 and nothing is significant)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = c.download_artifacts(run_id, "cases.json", dst_path=tmp)
+            table = json.loads(Path(path).read_text(encoding="utf-8"))
+        cols = table["columns"]
+        i_id, i_ok = cols.index("case_id"), cols.index("correct")
+    except (MlflowException, OSError, ValueError, KeyError, TypeError):
+        return {}
+    i_s = cols.index("sample") if "sample" in cols else None
+    return {(str(row[i_id]), int(row[i_s] or 0) if i_s is not None else 0): bool(row[i_ok])
+            for row in table["data"]}
+
+
+def approved_versions(root: Path, prompt_name: str) -> list[int]:
+    """Versions of ``prompt_name`` with an approval file in ``governance/approvals/``."""
+    d = root / "governance" / "approvals"
+    pat = re.compile(rf"{re.escape(prompt_name)}@v?(\d+)(?!\d)")
+    found = {int(m.group(1)) for f in (d.iterdir() if d.is_dir() else ())
+             if f.suffix in (".toml", ".json") and (m := pat.match(f.name))}
+    return sorted(found)
+
+
+def pick_baseline(root: Path, prompt_name: str, evaluated: list[int],
+                  baseline: int | str | None) -> int:
+    if baseline is not None:
+        m = re.fullmatch(rf"(?:{re.escape(prompt_name)}@)?v?(\d+)", str(baseline).strip())
+        if not m:
+            raise ValueError(f"baseline {baseline!r} is not a version of {prompt_name}; "
+                             f"write e.g. 2 or {prompt_name}@2")
+        v = int(m.group(1))
+        if v not in evaluated:
+            raise PromptgovError(f"baseline {prompt_name}@{v} has no matching finished run "
+                                 f"(evaluated: {', '.join(map(str, evaluated))}) (fix: "
+                                 f"run `promptgov eval {prompt_name}@{v}` first)")
+        return v
+    approved = [v for v in approved_versions(root, prompt_name) if v in evaluated]
+    return max(approved) if approved else min(evaluated)
