@@ -269,7 +269,8 @@ class CheckResult:
         return not self.problems
 
     def summary(self) -> str:
-        state = "ok" if self.ok else f"FAILED ({len(self.problems)} problems)"
+        n = len(self.problems)
+        state = "ok" if self.ok else f"FAILED ({n} problem{'s' if n != 1 else ''})"
         return (f"promptgov check: {state}: {self.n_prompts} prompt versions, {self.n_schemas} "
                 f"schemas, {self.n_evalsets} evalsets checked against governance/lock.json")
 
