@@ -148,7 +148,7 @@ def test_one_character_edit_is_drift(workspace_dir):
     assert "bump the version" in err
     # v2 exists: the fix names the next free version, not v2
     assert "prompts/ticket_triage/v3.yaml" in err and "`version: 3`" in err
-    assert r.out.startswith("promptgov check: FAILED (1 problems)")
+    assert r.out.startswith("promptgov check: FAILED (1 problem)")
 
     path.write_text(original, encoding="utf-8")  # revert
     r = cli(workspace_dir, "check")
