@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from promptgov.cli._app import WorkspaceOpt, app, workspace
-from promptgov.errors import PromptgovError, WorkspaceError
+from promptgov.errors import PromptgovError
 
 EvalsetOpt = Annotated[str | None, typer.Option(
     "--evalset", "-e", help="Evalset name (default: the one the prompt names).")]
@@ -65,7 +65,7 @@ def eval_cmd(
     _quiet_mlflow()
     w = workspace(ws)
     with _errors(ValueError):
-        pv, es, m = _target(w, ref, evalset, model, {})
+        pv, es, m = _target(w, ref, evalset, model)
     with _errors():
         r = _run(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
                  cache=not no_cache, track=not no_track)
@@ -178,9 +178,8 @@ def loop(
     print(result.summary())
     if not result.ok:
         raise typer.Exit(1)
-    models: dict[str, Any] = {}
     with _errors(ValueError):
-        targets = [_target(w, f"{n}@{v}", None, model, models) for n, v in w.prompt_files()]
+        targets = [_target(w, f"{n}@{v}", None, model) for n, v in w.prompt_files()]
     calls = 0
     for name in w.prompt_names():
         mine = [t for t in targets if t[0].name == name]
@@ -204,51 +203,12 @@ def loop(
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def _target(w, ref: str, evalset: str | None, model: str | None, models: dict[str, Any]):
+def _target(w, ref: str, evalset: str | None, model: str | None):
     """Prompt version, evalset and model for one eval, validated before anything runs."""
-    from promptgov.workspace._refs import parse_ref
+    from promptgov.eval._engine import resolve
 
-    parse_ref(ref)
-    pv = w.prompt(ref)
-    es_ref = evalset or pv.evalset
-    if es_ref is None:
-        raise WorkspaceError(f"prompts/{pv.name}/v{pv.version}.yaml", f"{pv.ref} names no "
-                             "evalset", "pass --evalset NAME or add `evalset:` to the prompt file")
-    es = w.evalset(es_ref)
-    spec = model or pv.model.id
-    if spec not in models:
-        models[spec] = _model(w, spec)
-    return pv, es, models[spec]
-
-
-def _model(w, spec: str):
-    from promptgov.governance._policy import load_policy
-    from promptgov.model._registry import get_model
-
-    hint = ("write PROVIDER/MODEL (local/knn, openai/gpt-4o-mini, ollama_chat/llama3.2), "
-            "replay:<cassette> or fake/<name>")
-    if not spec.startswith("replay:"):
-        provider, _, name = spec.partition("/")
-        if not name:
-            raise ValueError(f"unknown model {spec!r}: {hint}")
-        known = _litellm_providers()
-        if provider not in ("local", "fake") and known and provider not in known:
-            raise ValueError(f"unknown model provider {provider!r} in {spec!r}: {hint}")
-    return get_model(spec, prices=load_policy(w.root).prices)
-
-
-def _litellm_providers() -> set[str]:
-    """LiteLLM's provider names, read from the data file in its wheel: importing LiteLLM to
-    validate an argument would take seconds. Empty (no check) if the file is not there."""
-    from importlib.util import find_spec
-    from pathlib import Path
-
-    spec = find_spec("litellm")
-    for d in (spec.submodule_search_locations or []) if spec else []:
-        f = Path(d) / "provider_endpoints_support_backup.json"
-        if f.exists():
-            return set(json.loads(f.read_text(encoding="utf-8")).get("providers", {}))
-    return set()
+    _, pv, es, _, _, m = resolve(w, ref, evalset, model)
+    return pv, es, m
 
 
 def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,

@@ -4,6 +4,10 @@ provider, called through DSPy."""
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 from promptgov.model._base import Model
@@ -32,6 +36,24 @@ def get_model(spec: str | Model, *, prices: dict | None = None, **options: Any) 
         from promptgov.model._fake import FakeModel
 
         return FakeModel(id=spec, **options)
+    provider, _, name = spec.partition("/")
+    known = _litellm_providers()
+    if not name or (known and provider not in known):
+        raise ValueError(f"unknown model {spec!r}: write PROVIDER/MODEL (local/knn, "
+                         "openai/gpt-4o-mini, ollama_chat/llama3.2), replay:<cassette> or "
+                         "fake/<name>")
     from promptgov.model._dspy import DSPyModel
 
     return DSPyModel(spec, prices=prices, **options)
+
+
+@lru_cache(maxsize=1)
+def _litellm_providers() -> frozenset[str]:
+    """LiteLLM's provider names, read from the data file in its wheel: importing LiteLLM to
+    validate an argument would take seconds. Empty (no check) if the file is not there."""
+    spec = find_spec("litellm")
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        f = Path(d) / "provider_endpoints_support_backup.json"
+        if f.exists():
+            return frozenset(json.loads(f.read_text(encoding="utf-8")).get("providers", {}))
+    return frozenset()
