@@ -44,6 +44,9 @@ def get_model(spec: str | Model, *, prices: dict | None = None, **options: Any) 
                          "fake/<name>")
     from promptgov.model._dspy import DSPyModel
 
+    # The eval engine retries transient failures itself (policy limits, jitter, and every retry
+    # counted in the per-case record), so DSPy's own retry loop is off unless asked for.
+    options.setdefault("num_retries", 0)
     return DSPyModel(spec, prices=prices, **options)
 
 
