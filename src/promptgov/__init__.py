@@ -23,6 +23,12 @@ _LAZY = {
     "check": "promptgov.governance",
     "lock": "promptgov.governance",
     "get_model": "promptgov.model._registry",
+    "approve": "promptgov.governance._approvals",
+    "revoke": "promptgov.governance._approvals",
+    "status": "promptgov.governance._status",
+    "release": "promptgov.governance._releases",
+    "gate": "promptgov.governance._gates",
+    "adversarial": "promptgov.adversarial",
 }
 
 __all__ = ["__version__", *_LAZY]

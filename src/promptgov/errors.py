@@ -5,6 +5,7 @@ One base class; each subclass says when it is raised::
     PromptgovError
     ├── WorkspaceError        a file in the workspace is malformed or references something missing
     ├── GovernanceError       drift, an unlocked version, a failed gate or approval
+    │   └── GateFailed        an approval or a release gate refused: ``failed`` lists each gate
     ├── IntegrityError        an exported package no longer matches its manifest
     └── ModelError            a model call failed; ``kind`` names the failure for the per-case record
         ├── RateLimited       the provider answered 429 (carries ``retry_after`` when known)
@@ -39,6 +40,15 @@ class WorkspaceError(PromptgovError):
 
 class GovernanceError(PromptgovError):
     """A governance rule does not hold: drift, a missing lock entry, a failed gate."""
+
+
+class GateFailed(GovernanceError):
+    """``promptgov approve`` / ``gate`` refused: ``failed`` holds every gate that does not hold
+    (each with its value and limit); nothing was written."""
+
+    def __init__(self, message: str, failed: list | None = None):
+        super().__init__(message)
+        self.failed = list(failed or [])
 
 
 class IntegrityError(PromptgovError):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import sys
 
 from promptgov.cli import (
+    _adversarial_cmds,  # noqa: F401  (registers adversarial)
     _eval_cmds,  # noqa: F401  (registers eval, compare, ui, loop)
+    _governance_cmds,  # noqa: F401  (registers approve, revoke, status, release, gate)
     _workspace_cmds,  # noqa: F401  (registers lock, check, ls)
 )
 from promptgov.cli._app import app

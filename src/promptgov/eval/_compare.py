@@ -45,8 +45,8 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
         evalset: only runs on this evalset (``name`` or ``name@version``).
         model: only runs with this model id.
         baseline: the version to compare against; default: the highest approved version
-            (a file ``governance/approvals/<prompt>@<v>.toml|json``) that has a run, else the
-            lowest evaluated version.
+            (a record ``governance/approvals/<prompt>@<v>.toml``, not revoked) that has a run,
+            else the lowest evaluated version.
         alpha: significance level of ``significant``.
         seed: seed of the bootstrap.
 
@@ -170,11 +170,24 @@ def case_outcomes(c, run_id: str) -> dict[tuple[str, int], bool]:
 
 
 def approved_versions(root: Path, prompt_name: str) -> list[int]:
-    """Versions of ``prompt_name`` with an approval file in ``governance/approvals/``."""
+    """Versions of ``prompt_name`` with an approval record in ``governance/approvals/``
+    (``<prompt>@<v>.toml``, as ``promptgov approve`` writes them) that is not revoked."""
+    import tomllib
+
     d = root / "governance" / "approvals"
     pat = re.compile(rf"{re.escape(prompt_name)}@v?(\d+)(?!\d)")
-    found = {int(m.group(1)) for f in (d.iterdir() if d.is_dir() else ())
-             if f.suffix in (".toml", ".json") and (m := pat.match(f.name))}
+    found = set()
+    for f in d.iterdir() if d.is_dir() else ():
+        m = pat.match(f.name)
+        if not m or f.suffix not in (".toml", ".json"):
+            continue
+        try:
+            revoked = (f.suffix == ".toml"
+                       and tomllib.loads(f.read_text(encoding="utf-8")).get("status") == "revoked")
+        except (tomllib.TOMLDecodeError, OSError):
+            revoked = False  # `promptgov check` reports a malformed record; here it still counts
+        if not revoked:
+            found.add(int(m.group(1)))
     return sorted(found)
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from promptgov.errors import InvalidOutput, ModelError, WorkspaceError
@@ -25,6 +26,7 @@ from promptgov.eval._parse import parse_output
 from promptgov.governance._policy import Policy, RetryPolicy, load_policy
 from promptgov.model._base import Completion, Model, Request
 from promptgov.model._registry import get_model
+from promptgov.model._replay import Cassette, CassetteEntry
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -55,8 +57,10 @@ class Runner:
 
     def __init__(self, prompt, evalset, model: Model, *, cache: ResponseCache | None,
                  policy: Policy, concurrency: int, budget_usd: float | None,
-                 schema_model: type | None, samples: int = 1, progress: Progress | None = None):
+                 schema_model: type | None, samples: int = 1, progress: Progress | None = None,
+                 recorder: Cassette | None = None):
         self.prompt, self.evalset, self.model = prompt, evalset, model
+        self.recorder = recorder
         self.cache, self.retry, self.policy = cache, policy.retry, policy
         self.concurrency, self.budget_usd, self.samples = concurrency, budget_usd, samples
         self.schema_model = schema_model
@@ -170,6 +174,10 @@ class Runner:
                 if self.cache is not None:
                     self.cache.put(key, req, self.model.id, c, label=req.label,
                                    case_id=req.case_id)
+            if self.recorder is not None:  # cached answers too: the cassette is the whole run
+                self.recorder.append(CassetteEntry(
+                    key=key, model=self.model.id, text=c.text, usage=c.usage,
+                    latency_s=c.latency_s, prompt=req.label, case=req.case_id))
             rec["prompt_tokens"] += c.usage.prompt_tokens
             rec["completion_tokens"] += c.usage.completion_tokens
             rec["cost_usd"] += c.cost_usd
@@ -202,18 +210,22 @@ def resolve(workspace, prompt, evalset, model):
 
 def run_cases(ws, pv, es, schema, policy: Policy, m: Model, *, concurrency: int = 8,
               budget_usd: float | None = None, cache: bool = True, samples: int = 1,
-              retry: RetryPolicy | None = None, progress: Progress | None = None):
+              retry: RetryPolicy | None = None, progress: Progress | None = None,
+              record: Path | str | None = None):
     if retry is not None:
         policy = replace(policy, retry=retry)
     rc = ResponseCache(ws.root / ".promptgov" / "cache.sqlite") if cache else None
+    recorder = Cassette(record) if record is not None else None
     try:
         runner = Runner(pv, es, m, cache=rc, policy=policy, concurrency=concurrency,
                         budget_usd=budget_usd, schema_model=schema, samples=samples,
-                        progress=progress)
+                        progress=progress, recorder=recorder)
         t0 = time.perf_counter()
         records = runner.run()
         wall = time.perf_counter() - t0
     finally:
         if rc is not None:
             rc.close()
+        if recorder is not None:
+            recorder.close()
     return records, runner.totals, wall

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from promptgov._version import __version__
@@ -16,7 +17,8 @@ from promptgov.model._base import Model
 def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = None,
              workspace: Any = None, concurrency: int = 8, samples: int = 1,
              budget_usd: float | None = None, cache: bool = True, track: bool = True,
-             retry: RetryPolicy | None = None, progress: Progress | None = None) -> EvalResult:
+             retry: RetryPolicy | None = None, progress: Progress | None = None,
+             record: str | Path | None = None) -> EvalResult:
     """Evaluate one prompt version on one evalset with one model.
 
     Args:
@@ -31,6 +33,8 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
         cache: answer from / write to the workspace response cache.
         track: log the run to MLflow.
         retry: override the policy's retry limits.
+        record: append every answer of the run (cached ones included) to this JSONL cassette,
+            which ``model="replay:<path>"`` later replays offline (see ``promptgov gate``).
 
     Example:
         >>> import promptgov as pg                                       # doctest: +SKIP
@@ -40,7 +44,7 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
     ws, pv, es, schema, policy, m = resolve(workspace, prompt, evalset, model)
     records, totals, wall = run_cases(ws, pv, es, schema, policy, m, concurrency=concurrency,
                                       budget_usd=budget_usd, cache=cache, samples=samples,
-                                      retry=retry, progress=progress)
+                                      retry=retry, progress=progress, record=record)
     for r in records:
         score_case(pv.kind, r)
     mets = run_metrics(pv.kind, records, policy.routing)

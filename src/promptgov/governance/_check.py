@@ -1,5 +1,6 @@
 """Verify the workspace against its lock (``promptgov check``) and write the lock
-(``promptgov lock``).
+(``promptgov lock``). ``check`` also verifies every release manifest against the approval
+records of the versions it names (``_releases.py``).
 
 Both walk the same :class:`Scan`: every schema, evalset and prompt version on disk with its
 hashes, derived from the lock when a file's bytes are unchanged (fast path) and recomputed
@@ -263,6 +264,7 @@ class CheckResult:
     n_prompts: int
     n_schemas: int
     n_evalsets: int
+    n_releases: int = 0
 
     @property
     def ok(self) -> bool:
@@ -271,14 +273,28 @@ class CheckResult:
     def summary(self) -> str:
         n = len(self.problems)
         state = "ok" if self.ok else f"FAILED ({n} problem{'s' if n != 1 else ''})"
+        rel = (f", {self.n_releases} release{'s' if self.n_releases != 1 else ''}"
+               if self.n_releases else "")
         return (f"promptgov check: {state}: {self.n_prompts} prompt versions, {self.n_schemas} "
-                f"schemas, {self.n_evalsets} evalsets checked against governance/lock.json")
+                f"schemas, {self.n_evalsets} evalsets{rel} checked against governance/lock.json"
+                + (" and the approvals" if self.n_releases else ""))
 
 
 def check(root: Path, *, full: bool = False) -> CheckResult:
-    """Compare the workspace with its lock; never writes anything."""
+    """Compare the workspace with its lock, and each release manifest with the approvals of
+    the versions it names; never writes anything."""
+    from promptgov.governance._releases import load_releases, release_problems
+
     s = scan(root, full=full)
-    return CheckResult(s.problems, s.warnings, len(s.prompts), len(s.schemas), len(s.evalsets))
+    problems = list(s.problems)
+    try:
+        releases = load_releases(root)
+    except WorkspaceError as e:
+        problems.append(Problem(s.where(e), e.problem, e.fix))
+        releases = []
+    problems += release_problems(s, releases)
+    return CheckResult(problems, s.warnings, len(s.prompts), len(s.schemas), len(s.evalsets),
+                       len(releases))
 
 
 def lock(root: Path) -> tuple[list[str], list[Problem]]:

@@ -65,12 +65,17 @@ def read_lock(root: Path) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON (sorted keys, one entry a line) via a temp file + rename: never half written."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` via a temp file in the same folder + rename: never half written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
-            f.write("\n")
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; these files are shared through git
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

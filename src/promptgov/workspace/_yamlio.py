@@ -43,10 +43,22 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as e:
                 raise WorkspaceError(path, f"invalid JSON: {e.msg} at column {e.colno}",
                                      "make each line one complete JSON object", line=n) from None
+            if "\\u" in line and _has_lone_surrogate(line):
+                raise WorkspaceError(path, "a \\uD800-\\uDFFF escape that is not a valid "
+                                     "surrogate pair (not Unicode text; it cannot be hashed)",
+                                     "remove the escape or write the character itself", line=n)
             if not isinstance(obj, dict):
                 raise WorkspaceError(path, "expected a JSON object", "write {\"id\": ..., "
                                      "\"input\": {...}, \"expected\": ...}", line=n)
             yield n, obj
+
+
+def _has_lone_surrogate(line: str) -> bool:
+    try:
+        json.dumps(json.loads(line), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def pydantic_error(path: Path, err: Any) -> WorkspaceError:

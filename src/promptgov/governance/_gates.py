@@ -1,0 +1,190 @@
+"""Gates: a policy's limits checked against a run's metrics (``promptgov approve``), and the
+regression gate ``promptgov gate RELEASE`` that re-runs each released version and checks them
+again under the current policy.
+
+A gate is data, never an exception: :func:`check_gates` returns one :class:`GateCheck` per gate,
+passed or not, so a refusal can list every failing gate with its value and limit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptgov.errors import WorkspaceError
+from promptgov.governance._policy import Gates, load_policy
+
+GATE_METRICS: dict[str, str] = {
+    "min_accuracy": "accuracy", "max_failure_rate": "failure_rate",
+    "max_cost_per_1k_usd": "cost_per_1k_usd", "max_latency_p95_s": "latency_p95_s",
+    "max_adversarial_drop": "adversarial_drop", "min_auto_precision": "auto_precision",
+    "min_macro_f1": "macro_f1", "max_ece": "ece", "min_cases": "cases"}
+"""Each numeric gate and the run metric it limits (``min_*``: value >= limit; ``max_*``: <=)."""
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One gate against one piece of evidence."""
+
+    gate: str
+    metric: str
+    value: float | str | None
+    """The measured value; for ``required_evalsets`` the id of the run on that evalset."""
+    limit: float | str
+    passed: bool
+
+    def __str__(self) -> str:
+        if self.gate == "required_evalsets":
+            return (f"required_evalsets: {self.limit} was run (run {self.value})" if self.passed
+                    else f"required_evalsets: no finished run of this exact version on "
+                    f"{self.limit} (fix: promptgov eval PROMPT@VERSION --evalset {self.limit})")
+        if self.value is None:
+            fix = (" (fix: promptgov adversarial PROMPT@VERSION --model MODEL, the run's model)"
+                   if self.metric == "adversarial_drop" else "")
+            return f"{self.gate}: {self.metric} was not measured (limit {self.limit:g}){fix}"
+        low = self.gate.startswith("min_")
+        op = (">=" if low else "<=") if self.passed else ("<" if low else ">")
+        return f"{self.gate}: {self.metric} {float(self.value):.4g} {op} {self.limit:g}"
+
+
+def check_gates(gates: Gates, metrics: Mapping[str, float],
+                evalset_runs: Mapping[str, str | None] | None = None) -> list[GateCheck]:
+    """Every gate set in ``gates`` checked against ``metrics`` (a missing or NaN metric fails:
+    what was not measured is not approved) and ``evalset_runs`` (required evalset → run id)."""
+    out: list[GateCheck] = []
+    for gate, limit in gates.limits().items():
+        if gate == "required_evalsets":
+            for es in limit:
+                run = (evalset_runs or {}).get(es)
+                out.append(GateCheck(gate, "evalset", run, es, run is not None))
+            continue
+        metric = GATE_METRICS[gate]
+        v = metrics.get(metric)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(GateCheck(gate, metric, None, limit, False))
+            continue
+        ok = v >= limit if gate.startswith("min_") else v <= limit
+        out.append(GateCheck(gate, metric, float(v), limit, bool(ok)))
+    return out
+
+
+# -- the regression gate -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VersionGate:
+    """One released version re-run: its gates under the current policy and any problem that
+    stopped the re-run or makes it meaningless (drift, missing cassette)."""
+
+    ref: str
+    model: str | None
+    evalset: str | None
+    checks: tuple[GateCheck, ...] = ()
+    problems: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(c.passed for c in self.checks)
+
+    def failures(self) -> list[str]:
+        return [*self.problems, *(str(c) for c in self.checks if not c.passed)]
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What :func:`gate` returns; ``ok`` is the CI verdict."""
+
+    release: str
+    version: int
+    results: tuple[VersionGate, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def failures(self) -> list[str]:
+        """``ref: failure`` lines, one per failing gate or problem."""
+        return [f"{r.ref}: {f}" for r in self.results for f in r.failures()]
+
+
+def gate(release: str, *, model: str | None = None, workspace: Any = None,
+         concurrency: int = 8, track: bool = False) -> GateReport:
+    """Re-run every version of release ``release`` on the evalset it was approved on and check
+    the gates of the *current* policy against the fresh metrics.
+
+    The model of each re-run: ``model`` if given; else the approval's replay cassette
+    (``approve --record-cassette``); else the approval's model when it runs offline
+    (``local/...``, deterministic). Gates the re-run cannot measure (required evalsets, the
+    adversarial drop) are checked against the evidence recorded in the approval.
+
+    Example:
+        >>> report = pg.gate("support", workspace=ws)                   # doctest: +SKIP
+        >>> report.ok, report.failures()                                 # doctest: +SKIP
+    """
+    from promptgov.governance._approvals import load_approval
+    from promptgov.governance._releases import load_release
+    from promptgov.workspace import Workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else (
+        Workspace(workspace) if workspace is not None else Workspace.find())
+    rel = load_release(ws.root, release)
+    policy = load_policy(ws.root)
+    results = []
+    for ref in rel.prompts:
+        a = load_approval(ws.root, ref)
+        if a is None or a.status != "approved":
+            state = "not approved" if a is None else "revoked"
+            results.append(VersionGate(ref, None, None, problems=(
+                f"{state} (fix: run `promptgov check`; approve or release another version)",)))
+            continue
+        results.append(_rerun(ws, a, policy, model, concurrency, track))
+    return GateReport(rel.name, rel.version, tuple(results))
+
+
+def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> VersionGate:
+    from promptgov.eval import evaluate
+    from promptgov.governance._lock import file_sha
+    from promptgov.hashing import short
+
+    try:
+        pv = ws.prompt(a.ref)
+        es = ws.evalset(a.evalset)
+        now = {"content_hash": pv.content_hash, "render_fingerprint": pv.render_fingerprint,
+               "schema_hash": ws.schema(pv.response_schema).hash if pv.response_schema else None,
+               "evalset_hash": es.hash}
+    except WorkspaceError as e:
+        return VersionGate(a.ref, model, a.evalset, problems=(str(e),))
+    drift = tuple(f"{k} is now {short(str(v))}, approved {short(str(getattr(a, k)))} (fix: run "
+                  "`promptgov check`; a changed version needs a new version)"
+                  for k, v in now.items() if v != getattr(a, k))
+    if drift:  # re-running something else than what was approved would prove nothing
+        return VersionGate(a.ref, model, a.evalset, problems=drift)
+    problems: list[str] = []
+    if model is None and a.cassette:
+        path = ws.root / a.cassette
+        if not path.is_file():
+            return VersionGate(a.ref, None, a.evalset, problems=(
+                f"the cassette recorded at approval, {a.cassette}, is missing (fix: restore it "
+                "from git, or pass --model)",))
+        if file_sha(path) != a.cassette_sha:
+            problems.append(f"{a.cassette} changed since the approval (fix: restore it from git)")
+        spec = f"replay:{path}"
+    elif model is None and a.model.startswith("local/"):
+        spec = a.model
+    elif model is None:
+        return VersionGate(a.ref, None, a.evalset, problems=(
+            f"approved with {a.model}, which cannot re-run offline, and no cassette was recorded "
+            "(fix: pass --model, or approve with --record-cassette)",))
+    else:
+        spec = model
+    r = evaluate(pv, es, model=spec, workspace=ws, cache=False, track=track,
+                 concurrency=concurrency)
+    metrics = dict(r.metrics)
+    if "adversarial_drop" in a.metrics:
+        metrics["adversarial_drop"] = a.metrics["adversarial_drop"]
+    runs = {str(g.limit): str(g.value) for g in a.gates
+            if g.gate == "required_evalsets" and g.passed}
+    checks = check_gates(policy.gates.for_prompt(a.prompt, pv.kind), metrics, runs)
+    return VersionGate(a.ref, r.model, r.evalset, tuple(checks), tuple(problems), r.metrics)
