@@ -12,6 +12,12 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: What each notebook must show once run: evidence that its story happened, not just no error.
+EXPECT = {
+    "01_quickstart.ipynb": ["accuracy", "mcnemar_p"],
+    "02_governance.ipynb": ["refused: ticket_triage@1", "min_accuracy", "and the approvals",
+                            "delta_alone"],
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -26,5 +32,6 @@ def test_notebook_runs_clean(path: Path, workspace_dir: Path, monkeypatch):
                             resources={"metadata": {"path": str(workspace_dir / "notebooks")}})
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "accuracy" in outputs and "mcnemar_p" in outputs
+    missing = [text for text in EXPECT[path.name] if text not in outputs]
+    assert not missing, f"{path.name} ran but its outputs lack {missing}"
     assert (workspace_dir / ".promptgov" / "mlflow.db").exists()

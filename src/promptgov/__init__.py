@@ -29,6 +29,8 @@ _LAZY = {
     "release": "promptgov.governance._releases",
     "gate": "promptgov.governance._gates",
     "adversarial": "promptgov.adversarial",
+    "PromptgovError": "promptgov.errors",
+    "GateFailed": "promptgov.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

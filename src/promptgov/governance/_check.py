@@ -280,9 +280,11 @@ class CheckResult:
                 + (" and the approvals" if self.n_releases else ""))
 
 
-def check(root: Path, *, full: bool = False) -> CheckResult:
-    """Compare the workspace with its lock, and each release manifest with the approvals of
-    the versions it names; never writes anything."""
+def check(root: Any = None, *, full: bool = False) -> CheckResult:
+    """Compare the workspace (a :class:`Workspace`, its root folder, or the one found from the
+    current directory) with its lock, and each release manifest with the approvals of the
+    versions it names; never writes anything."""
+    root = _root(root)
     from promptgov.governance._releases import load_releases, release_problems
 
     s = scan(root, full=full)
@@ -297,9 +299,10 @@ def check(root: Path, *, full: bool = False) -> CheckResult:
                        len(releases))
 
 
-def lock(root: Path) -> tuple[list[str], list[Problem]]:
+def lock(root: Any = None) -> tuple[list[str], list[Problem]]:
     """Add every new version to the lock. Refuses (raises, writes nothing) when a locked version
     drifted or a schema broke: those need a new version, not a new hash."""
+    root = _root(root)
     s = scan(root, full=True)
     fatal = [p for p in s.problems if "not locked" not in p.message]
     if fatal:
@@ -314,3 +317,13 @@ def lock(root: Path) -> tuple[list[str], list[Problem]]:
            "prompts": {**old["prompts"], **s.prompts}}
     write_lock(root, new)
     return added, s.warnings
+
+
+def _root(ws: Any) -> Path:
+    if ws is None:
+        from promptgov.workspace import Workspace
+
+        return Workspace.find().root
+    if isinstance(ws, str | Path):  # (a Path has a `.root` too: "/")
+        return Path(ws)
+    return Path(ws.root)
