@@ -29,6 +29,7 @@ _LAZY = {
     "release": "promptgov.governance._releases",
     "gate": "promptgov.governance._gates",
     "adversarial": "promptgov.adversarial",
+    "export": "promptgov.export",
     "PromptgovError": "promptgov.errors",
     "GateFailed": "promptgov.errors",
 }

@@ -7,7 +7,7 @@ One base class; each subclass says when it is raised::
     ├── GovernanceError       drift, an unlocked version, a failed gate or approval
     │   └── GateFailed        an approval or a release gate refused: ``failed`` lists each gate
     ├── IntegrityError        an exported package no longer matches its manifest
-    └── ModelError            a model call failed; ``kind`` names the failure for the per-case record
+    └── ModelError            a model call failed; ``kind`` names it in the per-case record
         ├── RateLimited       the provider answered 429 (carries ``retry_after`` when known)
         ├── ModelTimeout      no answer within the time limit
         ├── ServerError       the provider answered 5xx

@@ -5,9 +5,9 @@ schema, sample index); each row also keeps the hash of each part and a label (pr
 case id), so :func:`ResponseCache.explain` can say which part changed when a case misses.
 
 A run first loads every answer cached for its prompt version (:meth:`preload`), so look-ups
-during the run are in memory. Writes are batched by one writer thread (a commit every ``batch`` rows or ``flush_s`` seconds),
-never a transaction per case; the cache is also the resume journal, so a run killed with SIGKILL
-loses at most the last unflushed batch.
+during the run are in memory. Writes are batched by one writer thread (a commit every
+``batch`` rows or ``flush_s`` seconds), never a transaction per case. The cache is also the
+resume journal: a run killed with SIGKILL loses at most the last unflushed batch.
 """
 
 from __future__ import annotations

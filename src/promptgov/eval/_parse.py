@@ -93,17 +93,20 @@ def _fix_enum_case(data: dict, props: dict, defs: dict) -> bool:
         vals = _enum_values(items or prop, defs)
         if not vals or k not in data:
             continue
-        lower = {v.lower(): v for v in vals}
-
-        def fix(x):
-            nonlocal fixed
-            if isinstance(x, str) and x not in vals and x.lower() in lower:
-                fixed = True
-                return lower[x.lower()]
-            return x
-
-        data[k] = [fix(x) for x in data[k]] if items and isinstance(data[k], list) else fix(data[k])
+        by_lower = {v.lower(): v for v in vals}
+        if items and isinstance(data[k], list):
+            new = [_fix_case(x, vals, by_lower) for x in data[k]]
+        else:
+            new = _fix_case(data[k], vals, by_lower)
+        fixed |= new != data[k]
+        data[k] = new
     return fixed
+
+
+def _fix_case(x: Any, vals: list[str], by_lower: dict[str, str]) -> Any:
+    if isinstance(x, str) and x not in vals and x.lower() in by_lower:
+        return by_lower[x.lower()]
+    return x
 
 
 def _clip(text: str, n: int = 80) -> str:

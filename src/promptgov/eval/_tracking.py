@@ -56,7 +56,7 @@ def git_info(root: Path) -> dict[str, str]:
 
 def log_eval(root: Path, result, pv) -> str:
     """Log ``result`` as one MLflow run; returns the run id."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     c = client(root)
     exp = experiment_id(c, root, pv.name)

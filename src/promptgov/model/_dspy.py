@@ -25,6 +25,7 @@ stored on the object. Importing this module imports neither dspy nor LiteLLM (se
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -160,7 +161,8 @@ class DSPyModel:
         }
         if request.response_schema is not None:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": request.schema_name or "output",
+                # OpenAI accepts only [A-Za-z0-9_-] here: ticket_triage@1 → ticket_triage_1
+                "name": re.sub(r"[^A-Za-z0-9_-]", "_", request.schema_name or "output"),
                 "schema": request.response_schema,
                 "strict": False}}
         if api_key is not None:

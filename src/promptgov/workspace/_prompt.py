@@ -194,6 +194,7 @@ def _render(source: str, ctx: dict[str, Any], prompt: PromptVersion, where: str)
             tpl = _TEMPLATES[source] = _env().from_string(source)
         return tpl.render(ctx)
     except jinja2.TemplateSyntaxError as e:
-        raise RenderError(prompt, where, f"template syntax error line {e.lineno}: {e.message}")
+        raise RenderError(prompt, where,
+                          f"template syntax error line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
-        raise RenderError(prompt, where, f"undefined variable: {e.message}")
+        raise RenderError(prompt, where, f"undefined variable: {e.message}") from None
