@@ -7,14 +7,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT
 from promptgov.adversarial import model_outputs
 from promptgov.errors import InvalidOutput
 from promptgov.eval._parse import parse_output as workbench_parse
 from promptgov.export._runtime._errors import InvalidOutput as RuntimeInvalid
 from promptgov.export._runtime._parse import parse_output as runtime_parse
 from promptgov.workspace import Workspace
-
-from conftest import ROOT
 
 WS = Workspace(ROOT)
 SCHEMAS = [WS.schema("ticket_triage@1").model, WS.schema("ticket_extraction@1").model]
