@@ -39,3 +39,14 @@ def workspace(workspace_dir: Path):
     from promptgov.workspace import Workspace
 
     return Workspace(workspace_dir)
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An initialised, empty MLflow SQLite store: creating one takes seconds, copying it none.
+    Copy it to ``<workspace>/.promptgov/mlflow.db`` before a test's first run."""
+    from mlflow import MlflowClient
+
+    p = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{p}").search_experiments()
+    return p

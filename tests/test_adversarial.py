@@ -158,16 +158,6 @@ def test_same_seed_same_cases_in_another_process_different_seed_differs():
 
 # -- the robustness run -----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory) -> Path:
-    """An initialised, empty MLflow SQLite store: creating one takes seconds, copying it none."""
-    from mlflow import MlflowClient
-
-    p = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{p}").search_experiments()
-    return p
-
-
 @pytest.fixture
 def ws(workspace_dir: Path, mlflow_template: Path) -> Workspace:
     """The workspace copy with a 40-case triage evalset and an initialised MLflow store."""

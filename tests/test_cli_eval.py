@@ -16,16 +16,6 @@ from promptgov.cli._app import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory) -> Path:
-    """An initialised, empty MLflow SQLite store: creating one takes seconds, copying it none."""
-    from mlflow import MlflowClient
-
-    p = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{p}").search_experiments()
-    return p
-
-
 @pytest.fixture
 def ws(workspace_dir: Path, mlflow_template: Path) -> Path:
     """The workspace copy, with a small triage evalset and an initialised MLflow store."""

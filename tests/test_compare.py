@@ -64,16 +64,6 @@ def small_triage_evalset(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory) -> Path:
-    """An initialised, empty MLflow SQLite store: creating one takes seconds, copying it none."""
-    from mlflow import MlflowClient
-
-    p = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{p}").search_experiments()
-    return p
-
-
-@pytest.fixture(scope="module")
 def runs(tmp_path_factory, mlflow_template):
     """One workspace (a copy of the example) with v1 and v2 evaluated by each scenario's model;
     returns (workspace, {model id: {version: EvalResult}})."""
