@@ -23,15 +23,19 @@ def _block_internet(no_internet):
     """Every test runs with non-loopback connections refused: no test may reach a provider."""
 
 
-@pytest.fixture
-def workspace_dir(tmp_path: Path) -> Path:
-    """A private copy of the example workspace (content folders only)."""
-    dst = tmp_path / "ws"
-    dst.mkdir()
+def copy_workspace(dst: Path) -> Path:
+    """Copy the example workspace's content folders (no state: no cache, no MLflow store)."""
+    dst.mkdir(parents=True)
     for d in ("prompts", "schemas", "evalsets", "governance"):
         if (ROOT / d).exists():
             shutil.copytree(ROOT / d, dst / d)
     return dst
+
+
+@pytest.fixture
+def workspace_dir(tmp_path: Path) -> Path:
+    """A private copy of the example workspace (content folders only)."""
+    return copy_workspace(tmp_path / "ws")
 
 
 @pytest.fixture

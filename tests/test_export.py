@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands)
+from conftest import copy_workspace
 from promptgov.cli._app import app
 from promptgov.errors import GovernanceError, WorkspaceError
 from promptgov.export._runtime import _hashing, _render
@@ -48,10 +49,7 @@ runner = CliRunner()
 def approved(tmp_path_factory) -> tuple[Path, dict]:
     """A workspace copy with REFS evaluated by local/knn, approved, and released as support_bot
     v1; and the evaluation results (the workbench's per-case records)."""
-    root = tmp_path_factory.mktemp("export") / "ws"
-    root.mkdir()
-    for d in ("prompts", "schemas", "evalsets", "governance"):
-        shutil.copytree(ROOT / d, root / d)
+    root = copy_workspace(tmp_path_factory.mktemp("export") / "ws")
     shutil.rmtree(root / "governance" / "approvals", ignore_errors=True)
     shutil.rmtree(root / "governance" / "releases", ignore_errors=True)
     # The offline baseline matches 5% of NLU++ objects whole: this module tests the export,

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands on the app)
+from conftest import copy_workspace
 from promptgov.cli._app import app
 from promptgov.errors import GateFailed, GovernanceError, WorkspaceError
 from promptgov.governance._policy import Gates, load_policy
@@ -31,10 +32,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> tuple[Path, dict[int, str]]:
     """A workspace copy with ticket_triage@1 and @2 evaluated by local/knn (runs in MLflow)."""
-    root = tmp_path_factory.mktemp("gov") / "ws"
-    root.mkdir()
-    for d in ("prompts", "schemas", "evalsets", "governance"):
-        shutil.copytree(ROOT / d, root / d)
+    root = copy_workspace(tmp_path_factory.mktemp("gov") / "ws")
     shutil.rmtree(root / "governance" / "approvals", ignore_errors=True)
     shutil.rmtree(root / "governance" / "releases", ignore_errors=True)
     w = pg.Workspace(root)
