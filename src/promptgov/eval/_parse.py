@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -64,12 +65,16 @@ def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()  # ~0.4 ms each time: once per schema, not per answer
 
 
+_AST_LOCK = threading.Lock()
+
+
 def _python_literal(raw: str) -> Any:
     """A Python-repr dict ({'a': 'b', 'c': None}) is a common near-miss; literal_eval is safe."""
     if not raw.startswith("{"):
         return None
     try:
-        return ast.literal_eval(raw)
+        with _AST_LOCK:  # CPython < 3.11.8 / 3.12 corrupts ast.parse run in parallel threads
+            return ast.literal_eval(raw)  # ("AST constructor recursion depth mismatch")
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None  # TypeError: an unhashable key or set member, {[1]: 2}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -183,6 +184,7 @@ def _env():
 
 
 _TEMPLATES: dict[str, Any] = {}
+_COMPILE_LOCK = threading.Lock()
 
 
 def _render(source: str, ctx: dict[str, Any], prompt: PromptVersion, where: str) -> str:
@@ -191,7 +193,9 @@ def _render(source: str, ctx: dict[str, Any], prompt: PromptVersion, where: str)
     try:
         tpl = _TEMPLATES.get(source)
         if tpl is None:
-            tpl = _TEMPLATES[source] = _env().from_string(source)
+            with _COMPILE_LOCK:  # compiled once; CPython < 3.11.8 breaks parallel compile()
+                tpl = _TEMPLATES.get(source) or _env().from_string(source)
+                _TEMPLATES[source] = tpl
         return tpl.render(ctx)
     except jinja2.TemplateSyntaxError as e:
         raise RenderError(prompt, where,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any, TypeVar
 
 from ._errors import InvalidOutput
@@ -51,6 +52,9 @@ def parse_output(text: str, model: type[T], json_schema: dict[str, Any]) -> T:
                             kind="schema_violation") from None
 
 
+_AST_LOCK = threading.Lock()
+
+
 def _python_literal(raw: str) -> Any:
     """A Python-repr dict ({'a': 'b', 'c': None}) is a common near-miss; literal_eval is safe."""
     if not raw.startswith("{"):
@@ -58,7 +62,8 @@ def _python_literal(raw: str) -> Any:
     import ast
 
     try:
-        return ast.literal_eval(raw)
+        with _AST_LOCK:  # CPython < 3.11.8 / 3.12 corrupts ast.parse run in parallel threads
+            return ast.literal_eval(raw)  # ("AST constructor recursion depth mismatch")
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
 
