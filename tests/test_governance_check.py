@@ -60,9 +60,11 @@ def cli(ws: Path, *args: str) -> Run:
 
 
 def snapshot(ws: Path) -> dict[str, str]:
-    """Every file and folder under the workspace with the hash of its bytes."""
+    """Every file and folder of the workspace's content with the hash of its bytes (not the
+    untracked local state under .promptgov/, where `check` keeps what it derived)."""
     return {str(p.relative_to(ws)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
-            else "dir" for p in sorted(ws.rglob("*"))}
+            else "dir" for p in sorted(ws.rglob("*"))
+            if p.relative_to(ws).parts[0] != ".promptgov"}
 
 
 def lock_data(ws: Path) -> dict:
@@ -435,12 +437,30 @@ def test_render_change_after_tooling_change(workspace_dir):
     assert "dependency upgrade" in err
 
 
-def test_full_check_rerenders(workspace_dir):
+def test_check_trusts_no_lock_value(workspace_dir):
+    """A lock entry is what the file is compared with, never a sign that the file is unchanged:
+    a forged fingerprint is caught by a plain `check`, with warm local state too."""
+    assert cli(workspace_dir, "check").code == 0  # warms .promptgov/derived.json
     _tamper_fingerprint(workspace_dir, render_version=None)
-    assert cli(workspace_dir, "check").code == 0  # fast path: bytes unchanged, trusted
-    r = cli(workspace_dir, "check", "--full")
+    r = cli(workspace_dir, "check")
     assert r.code == 1
     assert len(r.errors) == 1 and "ticket_triage@1 renders different messages" in r.errors[0]
+
+
+def test_local_state_is_used_and_full_ignores_it(workspace_dir):
+    assert cli(workspace_dir, "check").code == 0
+    state = workspace_dir / ".promptgov/derived.json"
+    data = json.loads(state.read_text(encoding="utf-8"))
+    sha = "sha256:" + hashlib.sha256((workspace_dir / TRIAGE_V1).read_bytes() + b"\0").hexdigest()
+    data["prompts"][sha]["content_hash"] = "sha256:" + "1" * 64
+    state.write_text(json.dumps(data), encoding="utf-8")
+    r = cli(workspace_dir, "check")  # the (poisoned) local shortcut is what check used
+    assert r.code == 1 and "ticket_triage@1 changed since it was locked" in r.errors[0]
+    r = cli(workspace_dir, "check", "--full")  # --full derives everything from the files
+    assert r.code == 0, r.err
+    state.write_text("{not json", encoding="utf-8")  # damaged local state: rebuilt, no error
+    assert cli(workspace_dir, "check").code == 0
+    assert json.loads(state.read_text(encoding="utf-8"))["prompts"]
 
 
 # -- the real console script ----------------------------------------------------------------

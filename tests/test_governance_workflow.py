@@ -252,6 +252,9 @@ def test_gate_passes_then_fails_after_tightening_the_policy(ws):
     policy.write_text(policy.read_text(encoding="utf-8").replace(
         'required_evalsets = ["ticket_triage"]',
         'required_evalsets = ["ticket_triage"]\nmin_accuracy = 0.9'), encoding="utf-8")
+    r = cli(root, "gate", "support")  # a policy edit judges nothing until it is locked
+    assert r.exit_code == 1 and "differs from the locked policy" in r.output
+    assert cli(root, "lock").exit_code == 0
     r = cli(root, "gate", "support")
     assert r.exit_code == 1
     assert "FAIL min_accuracy: accuracy 0.8065 < 0.9" in r.stdout
@@ -318,6 +321,12 @@ def test_policy_gates_merge_most_specific_wins(workspace_dir):
     ("[gates.default]\nrequired_evalsets = \"x\"\n", "required_evalsets = 'x' is not a list"),
     ("[gate.default]\nmin_accuracy = 0.8\n", "unknown setting gate"),
     ("[retry]\nmax_retry = 3\n", "unknown setting retry.max_retry"),
+    ("[retry]\nmax_retries = \"4\"\n", r"policy.toml:2: \[retry\] max_retries = '4' is not a "
+     "whole number"),
+    ("[retry]\ntimeout_s = 0\n", r"policy.toml:2: \[retry\] timeout_s = 0 is not a number"),
+    ("[routing]\n\nauto = \"high\"\n", r"policy.toml:3: \[routing\] auto = 'high' is not a "
+     "number"),
+    ('[prices]\n"x/y" = 3\n', r"policy.toml:2: \[prices\] 'x/y' = 3 is not"),
 ])
 def test_policy_errors_name_file_and_key(workspace_dir, toml, message):
     (workspace_dir / "governance/policy.toml").write_text(toml, encoding="utf-8")
@@ -382,6 +391,7 @@ def test_adversarial_drop_gate_reads_the_adversarial_run(ws):
     policy = root / "governance/policy.toml"
     policy.write_text(policy.read_text(encoding="utf-8").replace(
         "# max_adversarial_drop = 0.10", "max_adversarial_drop = 0.10"), encoding="utf-8")
+    pg.lock(root)
     with pytest.raises(GateFailed, match=r"max_adversarial_drop: adversarial_drop was not "
                        r"measured \(limit 0.1\) \(fix: promptgov adversarial"):
         pg.approve("ticket_triage@2", runs[2], by="alice", workspace=root)

@@ -94,6 +94,8 @@ class Approval(BaseModel):
     cassette: str | None = None
     """Replay cassette of the run's answers (workspace-relative), for ``promptgov gate``."""
     cassette_sha: str | None = None
+    policy_hash: str | None = None
+    """Content hash of the (locked) ``governance/policy.toml`` whose gates judged the run."""
     metrics: dict[str, float] = Field(default_factory=dict)
     gates: list[GateRecord] = Field(default_factory=list)
     revocation: Revocation | None = None
@@ -202,7 +204,8 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
     if problems:
         raise GovernanceError(f"refused: run {run_id} is not evidence for locked {pv.ref}:\n  "
                               + "\n  ".join(problems))
-    gates = load_policy(ws.root).gates.for_prompt(pv.name, pv.kind)
+    policy = _locked_policy(ws.root, lock)
+    gates = policy.gates.for_prompt(pv.name, pv.kind)
     metrics = dict(run.data.metrics)
     adv_run = None
     if gates.max_adversarial_drop is not None or adversarial_run:
@@ -233,6 +236,7 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
             render_fingerprint=entry["render_fingerprint"],
             response_schema=entry.get("schema"), schema_hash=entry.get("schema_hash"),
             git_commit=p.get("git_commit"), promptgov_version=__version__,
+            policy_hash=policy.hash,
             metrics={k: v for k, v in sorted(metrics.items()) if v == v},
             gates=[GateRecord(**vars(g)) for g in checks])
         if cassette is not None:
@@ -245,6 +249,21 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
         if cassette is not None:
             cassette.unlink(missing_ok=True)
     return a
+
+
+def _locked_policy(root: Path, lock: dict):
+    """The policy, refused unless it is the one in the lock: a gate lowered in the working tree
+    must go through `promptgov lock` (and its review) before it can approve anything."""
+    from promptgov.governance._policy import POLICY_FILE
+
+    policy = load_policy(root)
+    locked = lock.get("policy")
+    if (locked is None and (root / POLICY_FILE).exists()) or (
+            locked is not None and locked["hash"] != policy.hash):
+        raise GovernanceError(f"refused: {POLICY_FILE} differs from the locked policy; nothing "
+                              "was written (fix: run `promptgov check` to see what changed, then "
+                              "revert it or `promptgov lock` it)")
+    return policy
 
 
 def revoke(ref: str, by: str, reason: str, *, workspace: Any = None) -> Approval:

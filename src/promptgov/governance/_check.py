@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from promptgov.errors import GovernanceError, WorkspaceError
+from promptgov.governance._derived import Derived
 from promptgov.governance._lock import file_sha, read_lock, tooling, write_lock
 from promptgov.hashing import short
 
@@ -26,6 +27,9 @@ class Problem:
     file: str
     message: str
     fix: str
+    code: str = ""
+    """What kind of problem, for logic (never branch on the message): ``unlocked`` and
+    ``policy_changed`` are what ``promptgov lock`` resolves."""
 
     def __str__(self) -> str:
         return f"{self.file}: {self.message} (fix: {self.fix})"
@@ -46,6 +50,12 @@ class Scan:
     unreadable: set[str] = field(default_factory=set)
     """Schema refs / evalset names whose files failed to load (already reported as problems),
     so that prompts referencing them do not add an "unknown" problem each."""
+    policy: dict | None = None
+    """``{"hash", "content"}`` of governance/policy.toml (None: it does not load)."""
+    derived: Derived | None = None
+    seen: dict[str, set[str]] = field(default_factory=lambda: {"schemas": set(),
+                                                               "evalsets": set(),
+                                                               "prompts": set()})
 
     def rel(self, p: Path) -> str:
         return str(p.relative_to(self.root))
@@ -56,18 +66,58 @@ class Scan:
         f = self.rel(p) if p.is_absolute() and p.is_relative_to(self.root) else e.path
         return f if e.line is None else f"{f}:{e.line}"
 
-    @property
-    def fresh_tooling(self) -> bool:
-        """True when hashes derived by the locked tool versions still apply."""
-        return not self.full and self.lock.get("tooling") == tooling()
+    def known(self, kind: str, sha: str) -> Any:
+        """What an earlier scan on this machine derived from these exact bytes (or None)."""
+        self.seen[kind].add(sha)
+        return self.derived.get(kind, sha) if self.derived else None
 
 
 def scan(root: Path, *, full: bool = False) -> Scan:
-    s = Scan(root, read_lock(root), full)
+    """Every schema, evalset and prompt version on disk, hashed from the files themselves and
+    compared with the lock. Hashes derived on this machine from the same bytes are reused from
+    ``.promptgov/derived.json`` (``full=True`` derives everything again)."""
+    s = Scan(root, read_lock(root), full, derived=Derived(root, enabled=not full))
     _scan_schemas(s)
     _scan_evalsets(s)
     _scan_prompts(s)
+    _scan_policy(s)
+    s.derived.save(s.seen)
     return s
+
+
+# -- policy ---------------------------------------------------------------------------------
+
+def _scan_policy(s: Scan) -> None:
+    """The policy is governed content: it must equal the one recorded by ``promptgov lock``;
+    a change is listed gate by gate where it weakens one, so a reviewer sees it."""
+    from promptgov.governance._policy import POLICY_FILE, load_policy, policy_from_raw, weakened
+
+    try:
+        policy = load_policy(s.root)
+    except WorkspaceError as e:
+        s.problems.append(Problem(s.where(e), e.problem, e.fix))
+        return
+    s.policy = {"hash": policy.hash, "content": policy.raw}
+    locked = s.lock.get("policy")
+    if locked is None:
+        if (s.root / POLICY_FILE).exists():
+            s.problems.append(Problem(POLICY_FILE, "the policy is not locked",
+                                      "run `promptgov lock`", "unlocked"))
+        return
+    if locked["hash"] == policy.hash:
+        return
+    names = {e["file"].split("/")[1]: e["kind"] for e in s.prompts.values()}
+    try:
+        weaker = weakened(policy_from_raw(s.root, locked["content"]), policy.gates, names)
+    except WorkspaceError:
+        weaker = []
+    what = (f"weakens {len(weaker)} gate{'s' if len(weaker) != 1 else ''}: " + "; ".join(weaker)
+            if weaker else "no gate is weaker")
+    s.problems.append(Problem(
+        POLICY_FILE, f"the policy changed since it was locked (locked {short(locked['hash'])}, "
+        f"now {short(policy.hash)}); {what}",
+        "revert it, or run `promptgov lock` so the change shows in the lock's diff for review",
+        "policy_changed"))
 
 
 # -- schemas --------------------------------------------------------------------------------
@@ -75,33 +125,28 @@ def scan(root: Path, *, full: bool = False) -> Scan:
 def _scan_schemas(s: Scan) -> None:
     d = s.root / "schemas"
     files = sorted(p for p in d.glob("*.py") if not p.name.startswith("_")) if d.is_dir() else []
-    by_file: dict[str, list[str]] = {}
-    for ref, e in s.lock["schemas"].items():
-        by_file.setdefault(e["file"], []).append(ref)
     for f in files:
         rel, sha = s.rel(f), file_sha(f)
-        locked = by_file.get(rel, [])
-        if s.fresh_tooling and locked and all(s.lock["schemas"][r]["file_sha"] == sha
-                                              for r in locked):
-            for r in locked:
-                s.schemas[r] = dict(s.lock["schemas"][r])
-            continue
-        from promptgov.workspace._schema import load_schema_file
+        found = s.known("schemas", sha)
+        if found is None:
+            from promptgov.workspace._schema import load_schema_file
 
-        try:
-            found = load_schema_file(f)
-        except WorkspaceError as e:
-            s.problems.append(Problem(rel, e.problem, e.fix))
-            s.unreadable.update(locked)
-            continue
+            try:
+                found = [{"id": sch.id, "hash": sch.hash, "json_schema": sch.json_schema}
+                         for sch in load_schema_file(f)]
+            except WorkspaceError as e:
+                s.problems.append(Problem(s.where(e), e.problem, e.fix))
+                s.unreadable.update(r for r, e in s.lock["schemas"].items() if e["file"] == rel)
+                continue
+            s.derived.put("schemas", sha, found)
         for sch in found:
-            s.schemas[sch.id] = {"file": rel, "file_sha": sha, "hash": sch.hash,
-                                 "json_schema": sch.json_schema}
+            s.schemas[sch["id"]] = {"file": rel, "hash": sch["hash"],
+                                    "json_schema": sch["json_schema"]}
     for ref, e in sorted(s.schemas.items()):
         old = s.lock["schemas"].get(ref)
         if old is None:
             s.problems.append(Problem(e["file"], f"schema {ref} is not locked",
-                                      "run `promptgov lock`"))
+                                      "run `promptgov lock`", "unlocked"))
         elif old["hash"] != e["hash"]:
             from promptgov.workspace._schema import diff_schemas
 
@@ -127,9 +172,6 @@ def _scan_evalsets(s: Scan) -> None:
     d = s.root / "evalsets"
     if not d.is_dir():
         return
-    by_dir: dict[str, tuple[str, dict]] = {}
-    for ref, e in sorted(s.lock["evalsets"].items(), key=lambda kv: int(kv[0].split("@")[1])):
-        by_dir[e["dir"]] = (ref, e)  # the newest locked version of each folder
     for sub in sorted(p for p in d.iterdir() if (p / "manifest.yaml").exists()):
         rel = s.rel(sub)
         try:
@@ -137,29 +179,29 @@ def _scan_evalsets(s: Scan) -> None:
         except FileNotFoundError:
             s.problems.append(Problem(rel, "cases.jsonl is missing", "add the cases file"))
             continue
-        hit = by_dir.get(rel)
-        if hit and hit[1]["file_sha"] == sha and not s.full:
-            s.evalsets[hit[0]] = dict(hit[1])
-            continue
-        from promptgov.workspace._evalset import Evalset
+        got = s.known("evalsets", sha)
+        if got is None:
+            from promptgov.workspace._evalset import Evalset
 
-        try:
-            es = Evalset.from_dir(sub)
-        except WorkspaceError as e:
-            s.problems.append(Problem(s.where(e), e.problem, e.fix))
-            s.unreadable.add(sub.name)
-            continue
-        s.evalsets[es.ref] = {"dir": rel, "file_sha": sha, "hash": es.hash,
-                              "count": len(es.cases)}
-        old = s.lock["evalsets"].get(es.ref)
+            try:
+                es = Evalset.from_dir(sub)
+            except WorkspaceError as e:
+                s.problems.append(Problem(s.where(e), e.problem, e.fix))
+                s.unreadable.add(sub.name)
+                continue
+            got = {"ref": es.ref, "hash": es.hash, "count": len(es.cases)}
+            s.derived.put("evalsets", sha, got)
+        ref = got["ref"]
+        s.evalsets[ref] = {"dir": rel, "hash": got["hash"], "count": got["count"]}
+        old = s.lock["evalsets"].get(ref)
         if old is None:
-            s.problems.append(Problem(rel, f"evalset {es.ref} is not locked",
-                                      "run `promptgov lock`"))
-        elif old["hash"] != es.hash:
+            s.problems.append(Problem(rel, f"evalset {ref} is not locked",
+                                      "run `promptgov lock`", "unlocked"))
+        elif old["hash"] != got["hash"]:
             s.problems.append(Problem(
-                rel, f"evalset {es.ref} changed since it was locked (locked {short(old['hash'])}, "
-                f"now {short(es.hash)})", f"revert it, or bump `version:` in {rel}/manifest.yaml"
-                " and run `promptgov lock`"))
+                rel, f"evalset {ref} changed since it was locked (locked {short(old['hash'])}, "
+                f"now {short(got['hash'])})", f"revert it, or bump `version:` in {rel}/"
+                "manifest.yaml and run `promptgov lock`"))
 
 
 # -- prompts --------------------------------------------------------------------------------
@@ -167,17 +209,15 @@ def _scan_evalsets(s: Scan) -> None:
 def _scan_prompts(s: Scan) -> None:
     d = s.root / "prompts"
     files = sorted((sub.name, int(m.group(1)), f) for sub in d.iterdir() if sub.is_dir()
-                   for f in sub.iterdir() if (m := _VFILE.match(f.name)))
+                   for f in sub.iterdir() if (m := _VFILE.match(f.name))) if d.is_dir() else []
     latest_evalset = {ref.split("@")[0]: ref for ref in s.evalsets}
     for name, version, f in files:
-        ref, rel, sha = f"{name}@{version}", s.rel(f), file_sha(f)
-        old = s.lock["prompts"].get(ref)
-        if old and old["file_sha"] == sha and s.fresh_tooling:
-            entry = dict(old)
-        else:
-            entry = _hash_prompt(s, f, rel, sha, old)
-            if entry is None:
-                continue
+        ref, rel = f"{name}@{version}", s.rel(f)
+        got = _derive_prompt(s, f, rel)
+        if got is None:
+            continue
+        entry = {"file": rel, **got}
+        _compare_prompt(s, f, rel, ref, entry)
         _check_refs(s, rel, ref, entry, latest_evalset)
         s.prompts[ref] = entry
     for ref, e in sorted(s.lock["prompts"].items()):
@@ -186,7 +226,13 @@ def _scan_prompts(s: Scan) -> None:
                                       "restore it from git: locked versions are immutable"))
 
 
-def _hash_prompt(s: Scan, f: Path, rel: str, sha: str, old: dict | None) -> dict | None:
+def _derive_prompt(s: Scan, f: Path, rel: str) -> dict | None:
+    """Kind, content hash, render fingerprint and references of a prompt file (None: it does
+    not load, reported)."""
+    sha = file_sha(f)
+    got = s.known("prompts", sha)
+    if got is not None:
+        return dict(got)
     from promptgov.workspace._prompt import PromptVersion
 
     try:
@@ -194,45 +240,44 @@ def _hash_prompt(s: Scan, f: Path, rel: str, sha: str, old: dict | None) -> dict
     except WorkspaceError as e:
         s.problems.append(Problem(s.where(e), e.problem, e.fix))
         return None
-    entry = {"file": rel, "file_sha": sha, "kind": pv.kind, "content_hash": pv.content_hash,
-             "schema": pv.response_schema, "evalset": pv.evalset}
+    try:
+        fingerprint = pv.render_fingerprint
+    except WorkspaceError as e:
+        fix = ("add a `probe:` input that supplies every variable the templates use"
+               if "undefined variable" in e.problem and pv.probe is None else e.fix)
+        s.problems.append(Problem(rel, f"cannot render the probe input: {e.problem}", fix))
+        return None
+    got = {"kind": pv.kind, "content_hash": pv.content_hash, "render_fingerprint": fingerprint,
+           "schema": pv.response_schema, "evalset": pv.evalset}
+    s.derived.put("prompts", sha, got)
+    return dict(got)
+
+
+def _compare_prompt(s: Scan, f: Path, rel: str, ref: str, entry: dict) -> None:
+    old = s.lock["prompts"].get(ref)
+    name = ref.split("@")[0]
     nxt = max(int(m.group(1)) for g in f.parent.iterdir() if (m := _VFILE.match(g.name))) + 1
-    bump = (f"revert the edit, or bump the version: save it as prompts/{pv.name}/v{nxt}.yaml "
+    bump = (f"revert the edit, or bump the version: save it as prompts/{name}/v{nxt}.yaml "
             f"with `version: {nxt}` and run `promptgov lock`")
     if old is None:
-        entry["render_fingerprint"] = _fingerprint(s, pv, rel)
-        s.problems.append(Problem(rel, f"prompt version {pv.ref} is not locked",
-                                  "run `promptgov lock`"))
-    elif old["content_hash"] != pv.content_hash:
-        entry["render_fingerprint"] = old["render_fingerprint"]
+        s.problems.append(Problem(rel, f"prompt version {ref} is not locked",
+                                  "run `promptgov lock`", "unlocked"))
+    elif old["content_hash"] != entry["content_hash"]:
         s.problems.append(Problem(
-            rel, f"{pv.ref} changed since it was locked (locked {short(old['content_hash'])}, "
-            f"now {short(pv.content_hash)})", bump))
-    else:
-        # Same content hash, but the file's bytes changed (or --full / new tooling): re-render.
+            rel, f"{ref} changed since it was locked (locked {short(old['content_hash'])}, "
+            f"now {short(entry['content_hash'])})", bump))
+    elif old["render_fingerprint"] != entry["render_fingerprint"]:
         # Same content does not imply same messages: the key order of a demo's output is not
         # part of the content hash but is part of the JSON answer sent to the model.
-        entry["render_fingerprint"] = _fingerprint(s, pv, rel)
-        if entry["render_fingerprint"] != old["render_fingerprint"]:
-            upgraded = s.lock.get("tooling") != tooling()
-            s.problems.append(Problem(
-                rel, f"{pv.ref} renders different messages than when it was locked (locked "
-                f"{short(old['render_fingerprint'])}, now {short(entry['render_fingerprint'])}); "
-                + ("a dependency upgrade changed what is sent to the model" if upgraded else
-                   "the edit keeps the content hash but changes what is sent to the model "
-                   "(e.g. the key order of a demo output)"),
-                "pin the previous jinja2/promptgov, or re-evaluate and save it as a new version"
-                if upgraded else bump))
-    return entry
-
-
-def _fingerprint(s: Scan, pv, rel: str) -> str | None:
-    try:
-        return pv.render_fingerprint
-    except WorkspaceError as e:
-        s.problems.append(Problem(rel, f"cannot render the probe input: {e.problem}",
-                                  "add a `probe:` input that the templates can render"))
-        return None
+        upgraded = s.lock.get("tooling") != tooling()
+        s.problems.append(Problem(
+            rel, f"{ref} renders different messages than when it was locked (locked "
+            f"{short(old['render_fingerprint'])}, now {short(entry['render_fingerprint'])}); "
+            + ("a dependency upgrade changed what is sent to the model" if upgraded else
+               "the edit keeps the content hash but changes what is sent to the model "
+               "(e.g. the key order of a demo output)"),
+            "pin the previous jinja2/promptgov, or re-evaluate and save it as a new version"
+            if upgraded else bump))
 
 
 def _check_refs(s: Scan, rel: str, ref: str, entry: dict, latest_evalset: dict) -> None:
@@ -304,7 +349,7 @@ def lock(root: Any = None) -> tuple[list[str], list[Problem]]:
     drifted or a schema broke: those need a new version, not a new hash."""
     root = _root(root)
     s = scan(root, full=True)
-    fatal = [p for p in s.problems if "not locked" not in p.message]
+    fatal = [p for p in s.problems if p.code not in ("unlocked", "policy_changed")]
     if fatal:
         raise GovernanceError("\n".join(map(str, fatal)))
     old = s.lock
@@ -315,6 +360,10 @@ def lock(root: Any = None) -> tuple[list[str], list[Problem]]:
            "schemas": {**old["schemas"], **s.schemas},
            "evalsets": {**old["evalsets"], **s.evalsets},
            "prompts": {**old["prompts"], **s.prompts}}
+    if s.policy is not None:
+        if old.get("policy", {}).get("hash") != s.policy["hash"]:
+            added.append("policy " + short(s.policy["hash"]))
+        new["policy"] = s.policy
     write_lock(root, new)
     return added, s.warnings
 

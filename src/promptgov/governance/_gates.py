@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptgov.errors import WorkspaceError
-from promptgov.governance._policy import Gates, load_policy
+from promptgov.governance._policy import Gates
 
 GATE_METRICS: dict[str, str] = {
     "min_accuracy": "accuracy", "max_failure_rate": "failure_rate",
@@ -123,14 +123,15 @@ def gate(release: str, *, model: str | None = None, workspace: Any = None,
         >>> report = pg.gate("support", workspace=ws)                   # doctest: +SKIP
         >>> report.ok, report.failures()                                 # doctest: +SKIP
     """
-    from promptgov.governance._approvals import load_approval
+    from promptgov.governance._approvals import _locked_policy, load_approval
+    from promptgov.governance._lock import read_lock
     from promptgov.governance._releases import load_release
     from promptgov.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else (
         Workspace(workspace) if workspace is not None else Workspace.find())
     rel = load_release(ws.root, release)
-    policy = load_policy(ws.root)
+    policy = _locked_policy(ws.root, read_lock(ws.root))
     results = []
     for ref in rel.prompts:
         a = load_approval(ws.root, ref)

@@ -1,10 +1,9 @@
 """``governance/lock.json``: the content hashes of every prompt, schema and evalset version.
 
 The lock is written by :func:`write_lock` (``promptgov lock``) and read by
-:mod:`promptgov.governance._check`. Each entry also keeps ``file_sha``, the hash of the file's
-raw bytes: when it and the tool versions are unchanged, the derived hashes are known without
-parsing, so ``check`` stays fast on large workspaces. Identity is always the content hash;
-``file_sha`` is only that shortcut.
+:mod:`promptgov.governance._check`. It holds the reference values a check compares the workspace
+with (content hashes, render fingerprints, the policy), never a shortcut that says a file is
+unchanged: that lives in untracked local state (``_derived.py``), out of a commit's reach.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 The file is validated by :class:`PromptVersion` (unknown keys are errors, so a typo fails
 loudly). Templates are jinja2 in strict mode: a variable the input does not supply is an error,
 never an empty string.
+
+A prompt file is data, not code (principle 10): a reviewer reads it as text. Templates therefore
+render in jinja2's immutable sandbox: no attribute starting with ``_``, no call that mutates, no
+``**``, and no ``*`` that builds a string or list over a million items. Anything else is a
+one-line :class:`RenderError` naming the file and the field, raised before anything runs.
 """
 
 from __future__ import annotations
@@ -153,33 +158,56 @@ class PromptVersion(BaseModel):
             raise WorkspaceError(path, f"declares {pv.ref} but lives at {path.parent.name}/"
                                  f"{path.name}", f"name the file prompts/{pv.name}/v{pv.version}"
                                  ".yaml, or correct `name`/`version`")
+        import jinja2
+
         try:
             pv._fixed_messages  # noqa: B018 — fail on a broken template at load, not mid-run
             _env().parse(pv.user)
         except RenderError as e:
-            raise WorkspaceError(path, str(e), "fix the template") from None
+            raise WorkspaceError(path, e.problem, e.fix) from None
+        except jinja2.TemplateSyntaxError as e:
+            raise WorkspaceError(path, f"{pv.ref} user: template syntax error line {e.lineno}: "
+                                 f"{e.message}", "fix the template") from None
         return pv
 
 
 class RenderError(WorkspaceError):
-    """A template failed to render: syntax error or a variable the input does not supply."""
+    """A template failed to render: syntax error, a variable the input does not supply, or an
+    expression the sandbox refuses."""
 
-    def __init__(self, prompt: PromptVersion, where: str, problem: str):
+    def __init__(self, prompt: PromptVersion, where: str, problem: str,
+                 fix: str = "supply the variable in the case input or correct the template"):
         super().__init__(f"prompts/{prompt.name}/v{prompt.version}.yaml",
-                         f"{prompt.ref} {where}: {problem}",
-                         "supply the variable in the case input or correct the template")
+                         f"{prompt.ref} {where}: {problem}", fix)
 
 
 _ENV = None
+_MAX_REPEAT = 1_000_000
+"""Longest string or list a template may build with ``*`` (a memory bomb otherwise)."""
 
 
 def _env():
     global _ENV
     if _ENV is None:
         import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                  autoescape=False)
+        class Sandbox(ImmutableSandboxedEnvironment):
+            # Intercepting the operators also stops jinja2 from folding `9**9**9` at compile time.
+            intercepted_binops = frozenset({"*", "**"})
+
+            def call_binop(self, context, operator, left, right):
+                if operator == "**":
+                    raise jinja2.exceptions.SecurityError("the ** operator is not allowed")
+                seq, n = (left, right) if isinstance(right, int) else (right, left)
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) \
+                        and len(seq) * n > _MAX_REPEAT:
+                    raise jinja2.exceptions.SecurityError(
+                        f"`*` would build {len(seq) * n:,} items (limit {_MAX_REPEAT:,})")
+                return super().call_binop(context, operator, left, right)
+
+        _ENV = Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                       autoescape=False)
     return _ENV
 
 
@@ -202,3 +230,10 @@ def _render(source: str, ctx: dict[str, Any], prompt: PromptVersion, where: str)
                           f"template syntax error line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
         raise RenderError(prompt, where, f"undefined variable: {e.message}") from None
+    except jinja2.exceptions.SecurityError as e:
+        raise RenderError(prompt, where, f"refused by the template sandbox: {e}",
+                          "templates hold text, variables, filters, loops and conditions: remove "
+                          "the expression (prompt files are data and never run code)") from None
+    except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as e:
+        raise RenderError(prompt, where, f"template error: {type(e).__name__}: {e}",
+                          "correct the template") from None
