@@ -253,18 +253,25 @@ def test_run_killed_with_sigkill_resumes_where_it_stopped(workspace, tmp_path):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    committed = len(cache_rows(workspace))
-    assert 0 < committed < total
+    # Every answer received before the kill is in SQLite (batches) or in the journal (at once).
+    journals = list((cache_path(workspace).parent / "journal").glob("*.jsonl"))
+    assert len(journals) == 1
+    journaled = {json.loads(line)[0] for line in journals[0].read_text().splitlines()
+                 if line.endswith("]")}
+    answered = {k for k, _, _ in cache_rows(workspace)} | journaled
+    assert journaled - {k for k, _, _ in cache_rows(workspace)}, "no unflushed batch to recover"
+    assert 0 < len(answered) < total
 
     fake = FakeModel(latency_s=0.0)
     r = evaluate("ticket_triage@1", workspace=workspace, model=fake, concurrency=8,
                  track=False, retry=FAST)
-    assert fake.n_calls == r.calls == total - committed
+    assert fake.n_calls == r.calls == total - len(answered)  # nothing answered is paid again
     assert 0 < fake.n_calls < total
     assert_every_case_recorded(r, workspace.evalset("ticket_triage"))
     assert all(rec["failure"] is None for rec in r.records)
-    assert sum(not rec["cached"] for rec in r.records) == total - committed
+    assert sum(not rec["cached"] for rec in r.records) == total - len(answered)
     assert len(cache_rows(workspace)) == total
+    assert not list(journals[0].parent.glob("*.jsonl"))  # folded in, and the run's own removed
 
 
 # -- budget ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""DSPyModel end to end: the real dspy.LM and LiteLLM against a loopback OpenAI server.
+"""DSPyModel end to end: the real dspy.LM (default engine, lm15 requests) against a loopback
+OpenAI server.
 
 Nothing inside dspy or LiteLLM is mocked; the only fake is the server (tests/support). No test
 reaches the internet (the ``no_internet`` guard fails any non-loopback connection).
@@ -15,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from promptgov.errors import BadRequest, ModelTimeout, RateLimited, Refused, ServerError
+from promptgov.errors import (
+    AuthFailed,
+    BadRequest,
+    ModelNotFound,
+    ModelTimeout,
+    RateLimited,
+    Refused,
+    ServerError,
+)
 from promptgov.model._base import Completion, Model, Request, Usage
 from promptgov.model._cost import PRICE_MAP_FILE, is_priced, price_usd
 from promptgov.model._dspy import DSPyModel
@@ -74,8 +83,49 @@ def test_completion_reads_text_usage_and_sends_the_request(openai_server: OpenAI
     assert seen.body["messages"] == [{"role": "system", "content": "Classify."},
                                      {"role": "user", "content": "win a free cruise"}]
     assert seen.body["temperature"] == 0.0
-    assert seen.body["max_tokens"] == 64
+    assert seen.body["max_completion_tokens"] == 64  # lm15 spells max_tokens the new way
     assert "response_format" not in seen.body
+    assert out.finish_reason == "stop"
+
+
+def test_finish_reason_length_is_kept_with_the_text(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.push(Reply(text='{"label": "sp', finish_reason="length"))
+    out = _model(openai_server).complete(_request())
+    assert (out.text, out.finish_reason) == ('{"label": "sp', "length")
+
+
+def test_demos_and_later_system_messages_keep_their_roles(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.reply("ok")
+    messages = ({"role": "system", "content": "Classify."},
+                {"role": "user", "content": "demo in"},
+                {"role": "assistant", "content": "demo out"},
+                {"role": "system", "content": "Be brief."}, {"role": "user", "content": "real"})
+    _model(openai_server).complete(Request(messages=messages))
+    sent = [(m["role"], m["content"]) for m in openai_server.requests[0].body["messages"]]
+    assert sent[0] == ("system", "Classify.")
+    assert sent[1:3] == [("user", "demo in"), ("assistant", "demo out")]
+    assert sent[-1] == ("user", "real") and sent[3][1] == "Be brief."
+
+
+def test_no_deprecated_messages_call_and_no_litellm(openai_server: OpenAIServer):  # noqa: F811
+    import warnings
+
+    openai_server.reply("ok")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # dspy warns on the deprecated messages= call
+        _model(openai_server).complete(_request())
+    code = ("import os, sys; sys.path.insert(0, 'tests')\n"
+            "from support.openai_server import OpenAIServer\n"
+            "from promptgov.model._dspy import DSPyModel\n"
+            "from promptgov.model._base import Request\n"
+            "with OpenAIServer() as s:\n"
+            "    DSPyModel('openai/gpt-4o-mini', api_base=s.base_url).complete(\n"
+            "        Request(messages=({'role': 'user', 'content': 'hi'},)))\n"
+            "print('litellm' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # the default engine never loaded LiteLLM
 
 
 def test_response_schema_reaches_the_server_as_response_format(openai_server: OpenAIServer):  # noqa: F811
@@ -99,8 +149,32 @@ def test_api_key_env_is_read_at_call_time_and_never_shown(openai_server: OpenAIS
     assert "sk-other" not in repr(model) and "sk-other" not in repr(vars(model))
 
     monkeypatch.delenv("PROMPTGOV_TEST_KEY")
-    with pytest.raises(BadRequest, match="PROMPTGOV_TEST_KEY"):
+    with pytest.raises(AuthFailed, match="PROMPTGOV_TEST_KEY is not set") as caught:
         model.complete(_request())
+    assert caught.value.systematic and not caught.value.transient
+    assert len(openai_server.requests) == 1
+
+
+def test_missing_provider_key_fails_before_anything_is_sent(openai_server: OpenAIServer,  # noqa: F811
+                                                           monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    model = _model(openai_server)
+    with pytest.raises(AuthFailed) as caught:
+        model.preflight()
+    assert str(caught.value) == ("OPENAI_API_KEY is not set (fix: export OPENAI_API_KEY=..., "
+                                 "or --model local/knn)")
+    with pytest.raises(AuthFailed, match="OPENAI_API_KEY is not set"):
+        model.complete(_request())  # dspy's own check, mapped the same way
+    assert openai_server.requests == []
+    DSPyModel("ollama_chat/llama3.2").preflight()  # no key needed: not pre-checked
+
+
+def test_unknown_model_is_not_found_and_systematic(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.fail(404, message="The model `gpt-9` does not exist", code="model_not_found")
+    with pytest.raises(ModelNotFound) as caught:
+        _model(openai_server, "openai/gpt-9", num_retries=3).complete(_request())
+    assert caught.value.kind == "not_found" and caught.value.systematic
+    assert "gpt-9" in str(caught.value) and "fix:" in str(caught.value)
     assert len(openai_server.requests) == 1
 
 
@@ -159,11 +233,14 @@ def test_bad_request_raises_bad_request_and_is_not_retried(openai_server: OpenAI
     assert len(openai_server.requests) == 1
 
 
-def test_auth_error_is_a_bad_request_without_the_key(openai_server: OpenAIServer):  # noqa: F811
+def test_refused_key_is_auth_without_the_key(openai_server: OpenAIServer):  # noqa: F811
     openai_server.fail(401, message=f"Incorrect API key provided: {FAKE_KEY}")
-    with pytest.raises(BadRequest) as caught:
-        _model(openai_server, num_retries=0).complete(_request())
+    with pytest.raises(AuthFailed) as caught:
+        _model(openai_server, num_retries=3).complete(_request())
     assert FAKE_KEY not in str(caught.value)
+    assert caught.value.kind == "auth" and not caught.value.transient
+    assert "fix: check the key in OPENAI_API_KEY" in str(caught.value)
+    assert len(openai_server.requests) == 1
 
 
 def test_content_filter_is_refused(openai_server: OpenAIServer):  # noqa: F811
@@ -178,26 +255,29 @@ def test_content_filter_is_refused(openai_server: OpenAIServer):  # noqa: F811
 
 def test_error_messages_are_one_line(openai_server: OpenAIServer):  # noqa: F811
     openai_server.fail(401, message="bad credentials")
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(AuthFailed) as caught:
         _model(openai_server, num_retries=0).complete(_request(label="triage@2", case_id="c17"))
     assert "\n" not in str(caught.value)
-    assert str(caught.value).startswith(f"{MODEL} (triage@2, case c17): LMAuthError HTTP 401: ")
+    assert str(caught.value).startswith(
+        f"{MODEL} (triage@2, case c17): LMAuthError HTTP 401: bad credentials")
 
 
-def test_dspy_native_engine_is_supported_too(openai_server: OpenAIServer):  # noqa: F811
-    """engine="auto" sends OpenAI models through dspy's own lm15 client, not LiteLLM."""
-    model = _model(openai_server, engine="auto", num_retries=0)
+def test_litellm_engine_is_still_supported(openai_server: OpenAIServer):  # noqa: F811
+    """engine="litellm" (slower) goes through LiteLLM with the same lm15 request."""
+    model = _model(openai_server, engine="litellm", num_retries=0)
     openai_server.reply('{"label": "ham"}', prompt_tokens=1000, completion_tokens=200)
     out = model.complete(_request(response_schema={"type": "object"}))
-    assert out.usage == Usage(1000, 200)
+    assert out.text == '{"label": "ham"}' and out.usage == Usage(1000, 200)
     assert out.cost_usd == pytest.approx(price_usd(MODEL, out.usage))
     body = openai_server.requests[0].body
     assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
-    assert body["max_completion_tokens"] == 512  # lm15 renames max_tokens
 
-    openai_server.stall(5)  # lm15 reports a read timeout as a transport error
-    with pytest.raises(ModelTimeout):
-        model.complete(_request(timeout_s=0.3))
+
+def test_provider_reported_cost_wins_over_the_price_map(openai_server: OpenAIServer):  # noqa: F811
+    openai_server.push(Reply(text="ok", prompt_tokens=1000, completion_tokens=200,
+                             usage_extra={"cost": 0.0123}))
+    out = _model(openai_server).complete(_request())
+    assert out.cost_usd == pytest.approx(0.0123)
 
 
 # --- cost --------------------------------------------------------------------------------------

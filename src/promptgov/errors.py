@@ -7,14 +7,21 @@ One base class; each subclass says when it is raised::
     ├── GovernanceError       drift, an unlocked version, a failed gate or approval
     │   └── GateFailed        an approval or a release gate refused: ``failed`` lists each gate
     ├── IntegrityError        an exported package no longer matches its manifest
+    ├── RunStopped            an evaluation stopped sending after a systematic failure; the
+    │                         partial ``result`` is attached, every unsent case ``not_sent``
     └── ModelError            a model call failed; ``kind`` names it in the per-case record
         ├── RateLimited       the provider answered 429 (carries ``retry_after`` when known)
         ├── ModelTimeout      no answer within the time limit
         ├── ServerError       the provider answered 5xx
         ├── Refused           the model declined to answer
         ├── BadRequest        the provider rejected the request (4xx other than 429); not retried
+        ├── AuthFailed        no key, or the provider refused the key (401/403): systematic
+        ├── ModelNotFound     the provider does not know the model or the endpoint: systematic
         ├── InvalidOutput     the answer is not valid JSON / does not fit the schema
         └── ReplayMiss        a replay cassette has no answer for this request
+
+``EvalInterrupted`` (a ``KeyboardInterrupt``, not a ``PromptgovError``) is what ``evaluate()``
+raises after Ctrl-C, once it has kept every answer and recorded the rest ``not_sent``.
 
 Messages name the file (and line), the bad value and the fix, on one line, so that the CLI can
 print them as they are.
@@ -57,10 +64,12 @@ class IntegrityError(PromptgovError):
 
 class ModelError(PromptgovError):
     """A model call failed. ``kind`` is what the per-case record stores; ``transient`` says
-    whether a retry may succeed."""
+    whether a retry may succeed; ``systematic`` that every other call would fail the same way,
+    so a run stops sending (a missing key, an unknown model)."""
 
     kind = "error"
     transient = False
+    systematic = False
 
     def __init__(self, message: str = "", *, model: str | None = None):
         self.model = model
@@ -92,6 +101,18 @@ class BadRequest(ModelError):
     kind = "bad_request"
 
 
+class AuthFailed(ModelError):
+    """No credential for the provider, or the provider refused it (HTTP 401/403)."""
+
+    kind, systematic = "auth", True
+
+
+class ModelNotFound(ModelError):
+    """The provider does not serve this model, or ``api_base`` has no such endpoint (404)."""
+
+    kind, systematic = "not_found", True
+
+
 class InvalidOutput(ModelError):
     """The answer could not be parsed or validated. ``kind`` is ``invalid_json`` or
     ``schema_violation``."""
@@ -103,3 +124,21 @@ class InvalidOutput(ModelError):
 
 class ReplayMiss(ModelError):
     kind = "replay_miss"
+
+
+class RunStopped(PromptgovError):
+    """An evaluation stopped sending after a systematic failure. The message is one line with the
+    fix; ``result`` is the partial result (answered cases kept, the rest ``not_sent``)."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an evaluation, raised once every received answer is kept (cached) and the
+    rest recorded ``not_sent``. ``result`` is the partial result; re-running resumes."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

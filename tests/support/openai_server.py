@@ -14,6 +14,11 @@ every request it receives, and answers from a script::
 Scripted steps are used first-in first-out; when the queue is empty, ``responder`` (a function of
 the request body returning the answer text, or a :class:`Reply`) answers. A stalled step sleeps
 before answering, and is woken when the server stops, so a test never waits for it.
+
+``latency_s`` delays every answer (a provider's think time); ``api_key`` makes the server answer
+401 to a request without ``Authorization: Bearer <api_key>``, as OpenAI does. A server may also
+run in its own process (``python tests/support/openai_server.py --port-file F``: see ``main``),
+counting requests per case so a test can kill its client and count what a resume re-sends.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class Reply:
     finish_reason: str = "stop"
     model: str | None = None
     """The ``model`` field of the answer; the requested model when None."""
+    usage_extra: dict[str, Any] | None = None
+    """More ``usage`` fields (e.g. ``{"cost": 0.01}``, a provider-reported cost)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,10 @@ def _error_type(status: int) -> str:
 class OpenAIServer:
     """Scripted OpenAI chat-completions server; a context manager (``start``/``stop``)."""
 
-    def __init__(self, responder: Callable[[dict[str, Any]], str | Reply] | None = None):
+    def __init__(self, responder: Callable[[dict[str, Any]], str | Reply] | None = None, *,
+                 latency_s: float = 0.0, api_key: str | None = None):
         self.responder = responder or (lambda body: Reply())
+        self.latency_s, self.api_key = latency_s, api_key
         self.requests: list[Received] = []
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -177,7 +186,8 @@ class OpenAIServer:
                          "message": {"role": "assistant", "content": reply.text}}],
             "usage": {"prompt_tokens": reply.prompt_tokens,
                       "completion_tokens": reply.completion_tokens,
-                      "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+                      "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+                      **(reply.usage_extra or {})},
         }
 
 
@@ -219,8 +229,15 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {path}",
                                            "type": "invalid_request_error", "code": None}})
                 return
+            if server.api_key is not None and \
+                    received.authorization != f"Bearer {server.api_key}":
+                self._send(401, {"error": {"message": "Incorrect API key provided",
+                                           "type": "invalid_request_error",
+                                           "code": "invalid_api_key"}})
+                return
             reply = server._next(body)
-            if reply.stall_s and server._stopping.wait(reply.stall_s):
+            wait = reply.stall_s + server.latency_s
+            if wait and server._stopping.wait(wait):
                 return  # server stopping: drop the request
             headers = {}
             if reply.retry_after is not None:
@@ -233,3 +250,39 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, server._completion(body, reply), headers)
 
     return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve in this process until killed: ``--port-file`` receives the port once listening;
+    every request's last user message is appended to ``--log`` (one line each), so a test can
+    count what was sent per case across client processes."""
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--answer", default='{"label": "card_arrival", "confidence": 0.9}')
+    args = ap.parse_args(argv)
+    lock = threading.Lock()
+    log = open(args.log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+
+    def responder(body: dict[str, Any]) -> str:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        content = users[-1].get("content") if users else ""
+        with lock:
+            log.write(json.dumps(content) + "\n")
+            log.flush()
+        return args.answer
+
+    server = OpenAIServer(responder, latency_s=args.latency).start()
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(server.port))
+    os.replace(tmp, args.port_file)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

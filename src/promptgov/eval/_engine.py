@@ -4,18 +4,28 @@ Principle 5 rules here: every case ends in a record (its output, or its failure 
 answer is cached, so a re-run of an unchanged eval makes no model call and a killed run resumes;
 every attempt (retries and re-asks included) counts toward tokens and cost.
 
-Calls run on a bounded thread pool: model clients are synchronous, and threads keep working
-unchanged inside a Jupyter kernel, whose event loop is already running.
+Calls run on ``concurrency`` daemon worker threads: model clients are synchronous, and threads
+keep working unchanged inside a Jupyter kernel, whose event loop is already running. The caller's
+thread only collects records, so principle 11 holds:
+
+- a systematic failure (``AuthFailed``, ``ModelNotFound``, or the same ``bad_request`` on
+  ``SYSTEMATIC_AFTER`` cases in a row) stops sending: every case not yet sent is recorded
+  ``not_sent`` with the reason, and :attr:`Runner.stop_reason` says it in one line;
+- Ctrl-C stops sending at once, waits at most ``INTERRUPT_GRACE_S`` for the calls in flight
+  (what they answer is kept), records the rest ``not_sent`` and re-raises after clean-up;
+- an unexpected exception in one case (a custom model's ``KeyError``) is that case's ``error``
+  failure, and the run goes on; a worker cannot die without its case being recorded, and if
+  every worker is gone with cases outstanding the caller gets an error, not a hang.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +42,20 @@ Progress = Callable[[dict[str, Any]], None]
 
 REASK = ("Your previous answer was rejected: {error}. Answer again with only a JSON object "
          "that matches the required schema.")
+SYSTEMATIC_AFTER = 5
+"""The same ``bad_request`` error on this many cases in a row stops the run."""
+INTERRUPT_GRACE_S = 0.8
+"""After Ctrl-C, how long the calls already in flight may take to land (and be kept)."""
 
 
 class BudgetExhausted(ModelError):
     kind = "budget_exhausted"
+
+
+class NotSent(ModelError):
+    """The run stopped (systematic failure, Ctrl-C) before this case was sent."""
+
+    kind = "not_sent"
 
 
 @dataclass
@@ -46,6 +66,9 @@ class _Totals:
     calls: int = 0
     done: int = 0
     failed: int = 0
+    stop_reason: str | None = None
+    """Why the run stopped sending early (systematic failure or Ctrl-C), else None."""
+    interrupted: bool = False
     lock: threading.Lock = None  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -68,30 +91,137 @@ class Runner:
         self.progress = progress
         self.totals = _Totals()
         self._calls = itertools.count()
+        self.stop = threading.Event()
+        self.stop_reason: str | None = None
+        """Why the run stopped sending (one line, with the fix), or None."""
+        self.interrupted = False
+        self._streak: tuple[str | None, int] = (None, 0)
 
     # -- the run ----------------------------------------------------------------------------
+
+    def halt(self, reason: str, *, interrupt: bool = False) -> None:
+        """Stop sending: cases not yet sent are recorded ``not_sent`` with ``reason``."""
+        with self.totals.lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+            self.interrupted = self.interrupted or interrupt
+        self.stop.set()
 
     def run(self) -> list[dict[str, Any]]:
         jobs = [(case, s) for case in self.evalset.cases for s in range(self.samples)]
         if self.cache is not None:
             self.cache.preload(self.prompt.ref)
         records: list[dict[str, Any] | None] = [None] * len(jobs)
-        with ThreadPoolExecutor(max_workers=self.concurrency,
-                                thread_name_prefix="promptgov-eval") as pool:
-            futures = {pool.submit(self._case, case, s): i for i, (case, s) in enumerate(jobs)}
-            for fut in as_completed(futures):
-                rec = records[futures[fut]] = fut.result()
-                with self.totals.lock:
-                    self.totals.done += 1
-                    self.totals.failed += rec["failure"] is not None
-                if self.progress:
-                    self.progress({"done": self.totals.done, "total": len(jobs),
-                                   "failed": self.totals.failed,
-                                   "paid_usd": self.totals.paid_usd})
+        preflight = getattr(self.model, "preflight", None)
+        if callable(preflight):
+            try:
+                preflight()  # a missing key stops the run before anything is sent
+            except ModelError as e:
+                self.halt(str(e))
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(jobs)):
+            todo.put(i)
+        done: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
+        workers = [threading.Thread(target=self._work, args=(jobs, todo, done), daemon=True,
+                                    name=f"promptgov-eval-{k}")
+                   for k in range(min(self.concurrency, len(jobs)))]
+        for w in workers:
+            w.start()
+        outstanding = len(jobs)
+        try:
+            while outstanding:
+                try:
+                    i, rec = done.get(timeout=0.25)
+                except queue.Empty:
+                    if not any(w.is_alive() for w in workers):
+                        raise RuntimeError(  # unreachable unless the interpreter is dying
+                            f"every eval worker stopped with {outstanding} cases outstanding"
+                        ) from None
+                    continue
+                outstanding -= 1
+                self._collect(records, i, rec, len(jobs))
+        except KeyboardInterrupt:
+            self.halt("interrupted (Ctrl-C)", interrupt=True)
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+            try:
+                while outstanding and (left := deadline - time.monotonic()) > 0:
+                    try:
+                        i, rec = done.get(timeout=left)
+                    except queue.Empty:
+                        break
+                    outstanding -= 1
+                    self._collect(records, i, rec, len(jobs))
+            except KeyboardInterrupt:
+                pass  # a second Ctrl-C: stop waiting for the calls in flight
+            unstarted = set()
+            while True:
+                try:
+                    unstarted.add(todo.get_nowait())
+                except queue.Empty:
+                    break
+            for i, rec in enumerate(records):
+                if rec is None:
+                    case, s = jobs[i]
+                    records[i] = self._record(case, s, failure="not_sent", cached=False,
+                                              error=self.stop_reason) if i in unstarted else \
+                        self._record(case, s, failure="interrupted", cached=False,
+                                     error="in flight at Ctrl-C; its answer was not waited for")
         if self.cache is not None:
             self.cache.flush()
         self.totals.calls = next(self._calls)
+        self.totals.stop_reason, self.totals.interrupted = self.stop_reason, self.interrupted
         return records  # type: ignore[return-value]
+
+    def _work(self, jobs, todo, done) -> None:
+        """A worker thread: one case at a time until the queue is empty. Never raises."""
+        while True:
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            case, s = jobs[i]
+            try:
+                if self.interrupted:  # not even from the cache: the caller is leaving
+                    rec = self._record(case, s, failure="not_sent", error=self.stop_reason,
+                                       cached=False)
+                else:  # after a systematic stop, cached answers are still used (free)
+                    rec = self._case(case, s)
+            except BaseException as e:  # noqa: BLE001 - a failing case is data, not a dead thread
+                rec = self._record(case, s, failure="error", cached=False,
+                                   error=f"{type(e).__name__}: {e}")
+            done.put((i, rec))
+
+    def _collect(self, records, i: int, rec: dict[str, Any], total: int) -> None:
+        records[i] = rec
+        with self.totals.lock:
+            self.totals.done += 1
+            self.totals.failed += rec["failure"] is not None
+        self._watch(rec)
+        if self.progress:
+            self.progress({"done": self.totals.done, "total": total,
+                           "failed": self.totals.failed, "paid_usd": self.totals.paid_usd})
+
+    def _watch(self, rec: dict[str, Any]) -> None:
+        """The same bad request on ``SYSTEMATIC_AFTER`` cases in a row stops the run."""
+        if rec["failure"] == "bad_request":
+            what = str(rec["error"]).replace(str(rec["case_id"]), "#")
+            n = self._streak[1] + 1 if self._streak[0] == what else 1
+            self._streak = (what, n)
+            if n >= SYSTEMATIC_AFTER:
+                self.halt(f"the same bad request on {n} cases in a row, stopped sending: "
+                          f"{rec['error']}")
+        elif rec["failure"] not in ("not_sent", "interrupted"):
+            self._streak = (None, 0)
+
+    def _record(self, case, sample: int, **fields: Any) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "case_id": case.id, "sample": sample, "input": case.input,
+            "expected": case.expected, "output": None, "raw": None, "failure": None,
+            "error": None, "attempts": 0, "retries": 0, "reasks": 0, "repairs": [],
+            "cached": True, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+            "latency_s": 0.0, "finish_reason": None, "meta": case.meta}
+        rec.update(fields)
+        return rec
 
     def _request(self, case, sample: int) -> Request | WorkspaceError:
         pv = self.prompt
@@ -109,12 +239,7 @@ class Runner:
 
     def _case(self, case, sample: int) -> dict[str, Any]:
         req = self._request(case, sample)
-        rec: dict[str, Any] = {
-            "case_id": case.id, "sample": sample, "input": case.input,
-            "expected": case.expected, "output": None, "raw": None, "failure": None,
-            "error": None, "attempts": 0, "retries": 0, "reasks": 0, "repairs": [],
-            "cached": True, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
-            "latency_s": 0.0, "meta": case.meta}
+        rec = self._record(case, sample)
         if isinstance(req, WorkspaceError):
             rec.update(failure="render_error", error=str(req), cached=False)
             return rec
@@ -122,9 +247,11 @@ class Runner:
             try:
                 c = self._call(req, rec)
             except ModelError as e:
+                if e.systematic:
+                    self.halt(str(e))
                 rec.update(failure=e.kind, error=str(e))
                 return rec
-            rec["raw"] = c.text
+            rec["raw"], rec["finish_reason"] = c.text, c.finish_reason
             if self.schema_model is None:
                 if c.text.strip():
                     rec["output"] = c.text
@@ -152,20 +279,25 @@ class Runner:
             rec["attempts"] += 1
             c = self.cache.get(key, req.label) if self.cache is not None else None
             if c is None:
+                if self.stop.is_set():
+                    rec["cached"] = False
+                    raise NotSent(self.stop_reason or "the run stopped")
                 if self.budget_usd is not None:
                     with self.totals.lock:
                         if self.totals.paid_usd >= self.budget_usd:
+                            rec["cached"] = False
                             raise BudgetExhausted(f"cost budget of {self.budget_usd} USD reached "
                                                   "before this case; nothing was sent")
                 next(self._calls)  # itertools.count: atomic, no lock on the hot path
                 try:
-                    c = self.model.complete(req)
+                    c = self._complete(req)
                 except ModelError as e:
+                    rec["cached"] = False
                     if not e.transient or attempt == self.retry.max_retries:
-                        rec["cached"] = False
                         raise
                     rec["retries"] += 1
-                    time.sleep(self._backoff(attempt, getattr(e, "retry_after", None)))
+                    if self.stop.wait(self._backoff(attempt, getattr(e, "retry_after", None))):
+                        raise NotSent(f"{e}; not retried: {self.stop_reason}") from e
                     continue
                 rec["cached"] = False
                 if c.cost_usd:
@@ -184,6 +316,21 @@ class Runner:
             rec["latency_s"] += c.latency_s
             return c
         raise AssertionError("unreachable")
+
+    def _complete(self, req: Request) -> Completion:
+        """The model's answer; anything but a ``ModelError`` it raises becomes one (kind
+        ``error``): a bug in a custom model fails its case, not the run."""
+        try:
+            c = self.model.complete(req)
+        except ModelError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"{self.model.id} ({req.label}, case {req.case_id}): "
+                             f"{type(e).__name__}: {e}", model=self.model.id) from e
+        if not isinstance(c, Completion) or not isinstance(c.text, str):
+            raise ModelError(f"{self.model.id}: complete() returned {type(c).__name__}, "
+                             "not a Completion with text", model=self.model.id)
+        return c
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; a server's Retry-After is a floor."""

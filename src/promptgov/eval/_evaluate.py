@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from promptgov._version import __version__
+from promptgov.errors import EvalInterrupted, RunStopped
 from promptgov.eval._engine import Progress, resolve, run_cases
 from promptgov.eval._result import EvalResult
 from promptgov.eval._scoring import metrics as run_metrics
@@ -36,6 +37,13 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
         record: append every answer of the run (cached ones included) to this JSONL cassette,
             which ``model="replay:<path>"`` later replays offline (see ``promptgov gate``).
 
+    Raises:
+        RunStopped: a systematic failure (no key, unknown model, the same bad request again and
+            again) stopped the run early; the message is one line with the fix, ``.result`` the
+            partial result (unsent cases have failure ``not_sent``). Nothing is logged.
+        EvalInterrupted: Ctrl-C (a ``KeyboardInterrupt``), raised after every answer received
+            is cached; ``.result`` is the partial result. Evaluating again resumes.
+
     Example:
         >>> import promptgov as pg                                       # doctest: +SKIP
         >>> r = pg.evaluate("ticket_triage@2", model="local/knn")        # doctest: +SKIP
@@ -46,7 +54,11 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
                                       budget_usd=budget_usd, cache=cache, samples=samples,
                                       retry=retry, progress=progress, record=record)
     for r in records:
-        score_case(pv.kind, r)
+        try:
+            score_case(pv.kind, r)
+        except Exception as e:  # noqa: BLE001 - a case that cannot be scored fails alone
+            r.update(correct=False, failure=r["failure"] or "error",
+                     error=r["error"] or f"scoring failed: {type(e).__name__}: {e}")
     mets = run_metrics(pv.kind, records, policy.routing)
     mets["paid_usd"] = totals.paid_usd
     mets["model_calls"] = float(totals.calls)
@@ -64,8 +76,20 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
               "promptgov_version": __version__, **git_info(ws.root)}
     result = EvalResult(prompt=pv.ref, evalset=es.ref, model=m.id, kind=pv.kind, metrics=mets,
                         records=records, params=params, calls=totals.calls, wall_s=wall)
+    if totals.stop_reason is not None:  # a partial run is not logged: the resumed run will be
+        if totals.interrupted:
+            raise EvalInterrupted(_partial(result), result)
+        raise RunStopped(totals.stop_reason, result)
     if track:
         from promptgov.eval._tracking import log_eval
 
         result.run_id = log_eval(ws.root, result, pv)
     return result
+
+
+def _partial(result: EvalResult) -> str:
+    """``interrupted: 80 of 400 cases answered, 320 not sent ...``: one line."""
+    n = len(result.records)
+    unsent = sum(r["failure"] in ("not_sent", "interrupted") for r in result.records)
+    return (f"interrupted: {n - unsent} of {n} cases answered and kept, {unsent} not sent; "
+            f"{result.calls} model calls, {result.metrics.get('paid_usd', 0.0):.4f} USD paid")

@@ -95,6 +95,8 @@ class Completion:
     cost_usd: float = 0.0
     cached: bool = False
     """True when the answer came from the response cache (no call was made, nothing paid)."""
+    finish_reason: str | None = None
+    """Why the provider stopped (``stop``, ``length``, ...), when it said."""
 
 
 @runtime_checkable
