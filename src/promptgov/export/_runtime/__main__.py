@@ -1,11 +1,14 @@
-"""``python -m <package> verify --workspace PATH`` (exit 1 on any mismatch) and
-``python -m <package> info`` (what the package ships, with every hash)."""
+"""``python -m <package> verify --workspace PATH`` (exit 1 on any mismatch),
+``python -m <package> info`` (what the package ships, with every hash), and the job queue's
+``worker|submit|status|dlq|retry ID|trace ID`` (see ``_jobs_cli``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from . import _jobs_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--workspace", "-w", required=True, help="the promptgov workspace checkout")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     sub.add_parser("info", help="print manifest.json: release, prompts, hashes, approvals")
+    _jobs_cli.add_commands(sub, pkg)
     args = parser.parse_args(argv)
     try:
         mod = __import__(pkg)
     except Exception as e:  # the integrity error on import is this command's answer too
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    if args.command in _jobs_cli.COMMANDS:
+        return _jobs_cli.run(args, pkg)
     if args.command == "info":
         print(json.dumps(mod.MANIFEST, indent=1, ensure_ascii=False))
         return 0

@@ -18,6 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import ConfigurationError, ModelError
+from ._usage import active, note
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -123,10 +124,12 @@ class _Promptgov:
                             max_tokens=o.max_tokens, timeout_s=o.timeout_s,
                             prefix_len=o.prefix_len, label=o.label)
         try:
-            return self.model.complete(req).text
+            c = self.model.complete(req)
         except self._error as e:
             raise ModelError(str(e), kind=e.kind, transient=e.transient,
                              retry_after=getattr(e, "retry_after", None)) from e
+        note(c.model, c.usage.prompt_tokens, c.usage.completion_tokens, c.cost_usd)  # job traces
+        return c.text
 
 
 class _LiteLLM:
@@ -162,6 +165,7 @@ class _LiteLLM:
             r = litellm.completion(model=self.id, messages=[dict(m) for m in messages], **kw)
         except Exception as e:  # noqa: BLE001 — every provider failure becomes a typed ModelError
             raise _error(e, f"{self.id} ({o.label})", self.api_key) from e
+        _note_usage(litellm, r, self.id)
         choice = r.choices[0] if r.choices else None
         if choice is None:
             raise ModelError(f"{self.id} ({o.label}): no answer", kind="server_error",
@@ -171,6 +175,19 @@ class _LiteLLM:
             raise ModelError(f"{self.id} ({o.label}): refused: {refusal or 'content_filter'}",
                              kind="refused")
         return choice.message.content or ""
+
+
+def _note_usage(litellm: Any, r: Any, model: str) -> None:
+    """Tokens and cost of an answered call, for the trace of the job making it (if any)."""
+    if not active():
+        return
+    usage = getattr(r, "usage", None)
+    try:
+        cost = float(litellm.completion_cost(completion_response=r))
+    except Exception:  # noqa: BLE001 — a model missing from LiteLLM's price map: cost unknown
+        cost = None
+    note(model, getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None),
+         cost)
 
 
 _KINDS = (("RateLimitError", "rate_limit", True), ("Timeout", "timeout", True),
