@@ -57,6 +57,7 @@ def approved(tmp_path_factory) -> tuple[Path, dict]:
     with open(root / "governance/policy.toml", "a", encoding="utf-8") as f:
         f.write("\n[gates.prompt.ticket_extraction]\nmin_accuracy = 0.0\n")
     w = pg.Workspace(root)
+    pg.lock(w)
     results = {ref: pg.evaluate(ref, model="local/knn", workspace=w) for ref in REFS}
     for ref, r in results.items():
         pg.approve(ref, r.run_id, by="ci", workspace=w)
@@ -354,11 +355,12 @@ def test_verify_against_the_workspace(sb, ws_copy):
     policy.write_text(policy.read_text(encoding="utf-8").replace("auto = 0.85", "auto = 0.9"),
                       encoding="utf-8")
     problems = sb.verify(ws_copy).problems
-    assert len(problems) == 2
+    assert len(problems) == 3, problems
     assert problems[0].startswith("governance/approvals/ticket_triage@2.toml: ticket_triage@2 "
                                   "was revoked by alice")
     assert problems[1].startswith("governance/policy.toml: [routing] auto = 0.9, the package "
                                   "applies 0.85")
+    assert problems[2].startswith("cannot export release support_bot from ")  # the rebuild
 
 
 # -- the package installed in a fresh virtual environment -----------------------------------------
@@ -442,7 +444,7 @@ def test_installed_package_imports_fast_runs_like_the_workbench_and_verifies_its
     # local/knn needs; then 20 cases of each prompt give exactly the workbench's answers
     site = next((venv / "lib").glob("python3.*/site-packages"))
     (site / "promptgov_dev.pth").write_text(str(ROOT / "src") + "\n", encoding="utf-8")
-    _install(uv, py, "-c", str(pins), "numpy", "wordllama")
+    _install(uv, py, "-c", str(pins), "numpy", "wordllama", "jinja2", "pyyaml", "tomli-w")
     records = {ref: results[ref].records[:20] for ref in REFS}
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps({ref: [r["input"] for r in recs]
@@ -482,3 +484,23 @@ def test_installed_package_imports_fast_runs_like_the_workbench_and_verifies_its
     assert f"sha256 is {actual}, manifest.json expects {expected}" in last
     r = subprocess.run([*verify, str(root)], capture_output=True, text=True)
     assert r.returncode == 1 and "IntegrityError" in r.stderr
+
+    # a deliberate edit: runtime code and a schema changed, manifest.json rewritten to match.
+    # The import-time check cannot see it; verify exports the release again and compares bytes.
+    f.write_bytes(f.read_bytes().replace(b"Customer Message:", b"Customer message:"))
+    manifest_path = site / "support_bot/manifest.json"
+    m = json.loads(manifest_path.read_text(encoding="utf-8"))
+    schema = next(k for k in m["files"] if k.startswith("schemas/") and k.endswith(".py")
+                  and "triage" in k)
+    for rel, old, new in (("_tasks.py", b"\n", b"\n# injected\n"),
+                          (schema, b"\n", b"\n# confidence = 1.0 for everyone\n")):
+        p = site / "support_bot" / rel
+        p.write_bytes(p.read_bytes().replace(old, new, 1))
+        m["files"][rel] = "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(m), encoding="utf-8")
+    assert _run(py, "import support_bot", check=False).returncode == 0  # the manifest agrees
+    r = subprocess.run([*verify, str(root)], capture_output=True, text=True)
+    assert r.returncode == 1
+    for rel in ("_tasks.py", schema, "manifest.json"):
+        assert f"error: support_bot/{rel}: differs from the export of release support_bot" \
+            in r.stderr, r.stderr

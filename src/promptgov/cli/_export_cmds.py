@@ -44,3 +44,34 @@ def export_cmd(
         return
     print(f"wrote {path} (release {rel.name} v{rel.version}: {', '.join(sorted(rel.prompts))})")
     print(f"sha256 {sha}")
+
+
+@app.command("verify-package")
+def verify_package_cmd(
+    package: Annotated[Path, typer.Argument(
+        metavar="PACKAGE", help="An installed package folder (site-packages/support_bot) or a "
+        ".whl file.")],
+    as_json: JsonOpt = False, ws: WorkspaceOpt = None,
+) -> None:
+    """Check an exported package file by file against a fresh export from the workspace.
+
+    Exports the package's release again (the export is reproducible) and compares every file,
+    runtime code and manifest.json included, byte for byte. Exit 1 naming each file that was
+    added, removed or changed.
+
+    Example: promptgov verify-package .venv/lib/python3.11/site-packages/support_bot
+    """
+    from promptgov.export._compare import compare_package
+
+    w = workspace(ws)
+    with _errors(ValueError):
+        problems = compare_package(package, w)
+    if as_json:
+        print(json.dumps({"ok": not problems, "package": str(package), "problems": problems},
+                         indent=1))
+    elif not problems:
+        print(f"ok: {package} is byte for byte the export of its release from {w.root}")
+    for line in problems if not as_json else ():
+        typer.echo(f"error: {line}", err=True)
+    if problems:
+        raise typer.Exit(1)

@@ -24,10 +24,32 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / '.promptgov' / 'mlflow.db'}"
 
 
+def check_store(root: Path) -> None:
+    """Refuse a default SQLite store that is not a database (a damaged or foreign file) with one
+    line, before anything is spent, instead of SQLAlchemy's traceback at the end of a run."""
+    from promptgov.errors import WorkspaceError
+
+    uri = tracking_uri(root)
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return
+    if head and head != b"SQLite format 3\x00":
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        raise WorkspaceError(shown, "is not an SQLite database (damaged?); the MLflow runs it "
+                             "held cannot be read", f"restore it from a backup, or move it aside "
+                             f"(`mv {shown} {shown}.broken`) and a new store is created")
+
+
 def client(root: Path):
     from mlflow import MlflowClient
 
     (root / ".promptgov").mkdir(exist_ok=True)
+    check_store(root)
     uri = tracking_uri(root)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

@@ -38,22 +38,11 @@ def export_release(release: str, *, out: Path | str = "dist", workspace: Any = N
         >>> pg.export("support_bot", out="dist", workspace=ws)  # doctest: +SKIP
         PosixPath('dist/support_bot-3-py3-none-any.whl')
     """
-    from promptgov.governance import load_approval, load_policy, load_release
-    from promptgov.governance._check import scan
-    from promptgov.governance._releases import release_problems
     from promptgov.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else (
         Workspace(workspace) if workspace is not None else Workspace.find())
-    rel = load_release(ws.root, release)
-    problems = release_problems(scan(ws.root), [rel])
-    if problems:
-        raise GovernanceError(f"refused to export release {rel.name} v{rel.version}, nothing "
-                              "was written: " + "\n".join(map(str, problems)))
-    approvals = {ref: load_approval(ws.root, ref) for ref in rel.prompts}
-    _same_as_approved(ws, approvals)
-    policy = load_policy(ws.root)
-    c = contents(ws, rel, approvals, policy.routing, policy.retry)
+    c = build_contents(release, ws)
     _self_check(c)
     data = _wheel.build(c.distribution, c.version, c.files, summary=c.summary,
                         requires=REQUIRES, extras=EXTRAS, description=c.readme)
@@ -70,6 +59,24 @@ def export_release(release: str, *, out: Path | str = "dist", workspace: Any = N
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def build_contents(release: str, ws) -> Contents:
+    """The files of release ``release``'s package, exactly as :func:`export_release` writes
+    them; refused (:class:`GovernanceError`) as the export is."""
+    from promptgov.governance import load_approval, load_policy, load_release
+    from promptgov.governance._check import scan
+    from promptgov.governance._releases import release_problems
+
+    rel = load_release(ws.root, release)
+    problems = release_problems(scan(ws.root), [rel])
+    if problems:
+        raise GovernanceError(f"refused to export release {rel.name} v{rel.version}, nothing "
+                              "was written: " + "\n".join(map(str, problems)))
+    approvals = {ref: load_approval(ws.root, ref) for ref in rel.prompts}
+    _same_as_approved(ws, approvals)
+    policy = load_policy(ws.root)
+    return contents(ws, rel, approvals, policy.routing, policy.retry)
 
 
 def _same_as_approved(ws, approvals: dict[str, Any]) -> None:

@@ -118,16 +118,14 @@ def approval_path(root: Path, ref: str) -> Path:
 def load_approval(root: Path, ref: str) -> Approval | None:
     """The record of ``ref`` (``name@version``), or None; a malformed file is a
     :class:`WorkspaceError` naming it."""
-    import tomllib
+    from promptgov.workspace._yamlio import read_toml
 
     path = approval_path(root, ref)
     if not path.exists():
         return None
     fix = "restore it from git: approval records are written by `promptgov approve`"
     try:
-        a = Approval.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except tomllib.TOMLDecodeError as e:
-        raise WorkspaceError(path, f"invalid TOML: {e}", fix) from None
+        a = Approval.model_validate(read_toml(path, fix))
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(map(str, err["loc"]))
@@ -190,6 +188,7 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
     if entry is None:
         raise GovernanceError(f"{pv.ref} is not locked (fix: run `promptgov lock`, evaluate the "
                               "locked version, then approve that run)")
+    policy = _locked_policy(ws.root, lock)  # before MLflow: no evidence counts under it
     old = load_approval(ws.root, pv.ref)
     if old is not None and old.status == "revoked":
         rv = old.revocation
@@ -204,7 +203,6 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
     if problems:
         raise GovernanceError(f"refused: run {run_id} is not evidence for locked {pv.ref}:\n  "
                               + "\n  ".join(problems))
-    policy = _locked_policy(ws.root, lock)
     gates = policy.gates.for_prompt(pv.name, pv.kind)
     metrics = dict(run.data.metrics)
     adv_run = None

@@ -49,17 +49,52 @@ def read_lock(root: Path) -> dict[str, Any]:
     if not path.exists():
         return {"lock_version": LOCK_VERSION, "tooling": {}, "schemas": {}, "evalsets": {},
                 "prompts": {}}
+    from promptgov.errors import WorkspaceError
+
+    fix = "restore it from git (`git checkout governance/lock.json`) and run `promptgov lock`"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise WorkspaceError(LOCK_FILE, "not UTF-8 text", fix) from None
     except json.JSONDecodeError as e:
-        from promptgov.errors import WorkspaceError
-
-        raise WorkspaceError(path, f"invalid JSON: {e.msg}", "restore it from git "
-                             "(`git checkout governance/lock.json`) and run `promptgov lock`",
-                             line=e.lineno) from None
+        raise WorkspaceError(LOCK_FILE, f"invalid JSON: {e.msg}", fix, line=e.lineno) from None
+    problem = _shape_problem(data)
+    if problem:
+        raise WorkspaceError(LOCK_FILE, f"not a promptgov lock: {problem}", fix)
     for k in ("schemas", "evalsets", "prompts"):
         data.setdefault(k, {})
     return data
+
+
+# What each entry must hold (key → type); other keys are allowed (older or newer locks).
+_ENTRY = {
+    "schemas": {"file": str, "hash": str, "json_schema": dict},
+    "evalsets": {"dir": str, "hash": str, "count": int},
+    "prompts": {"file": str, "kind": str, "content_hash": str, "render_fingerprint": str},
+}
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why ``data`` is not a lock (None: it is): every verdict of ``check`` indexes into it."""
+    if not isinstance(data, dict):
+        return f"the top level is a JSON {type(data).__name__}, not an object"
+    for kind, keys in _ENTRY.items():
+        table = data.get(kind, {})
+        if not isinstance(table, dict):
+            return f"`{kind}` is not an object"
+        for ref, entry in table.items():
+            if not isinstance(entry, dict):
+                return f"{kind}.{ref} is not an object"
+            for k, t in keys.items():
+                if not isinstance(entry.get(k), t):
+                    return f"{kind}.{ref}.{k} is missing or not a {t.__name__}"
+    pol = data.get("policy")
+    if pol is not None and not (isinstance(pol, dict) and isinstance(pol.get("hash"), str)
+                                and isinstance(pol.get("content"), dict)):
+        return "`policy` is not {\"hash\": ..., \"content\": {...}}"
+    if not isinstance(data.get("tooling", {}), dict):
+        return "`tooling` is not an object"
+    return None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

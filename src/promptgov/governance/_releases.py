@@ -84,13 +84,10 @@ def _files(root: Path) -> list[Path]:
 
 
 def _parse(path: Path) -> Release:
-    import tomllib  # here: a workspace without releases does not pay for it in `check`
+    from promptgov.workspace._yamlio import read_toml
 
     fix = "write it with `promptgov release NAME PROMPT@V...`"
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise WorkspaceError(path, f"invalid TOML: {e}", fix) from None
+    raw = read_toml(path, fix)
     for k in raw:
         if k not in ("name", "version", "description", "prompts", "previous"):
             raise WorkspaceError(path, f"unknown key {k!r}",
@@ -139,21 +136,20 @@ def _refs(path: Path, refs: Any, key: str, *, empty: bool) -> tuple[str, ...]:
 def approval_facts(root: Path, ref: str) -> dict[str, Any] | None:
     """The approval record of ``ref`` as plain TOML (``tomllib``, no pydantic: this runs in
     ``check``); None when there is none."""
-    import tomllib
+    from promptgov.workspace._yamlio import read_toml
 
     path = root / APPROVALS_DIR / f"{ref}.toml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.is_file():
         return None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise WorkspaceError(path, f"invalid TOML: {e}", "restore it from git") from None
+    fix = "restore it from git: records are written by `promptgov approve`"
+    raw = read_toml(path, fix)
     if raw.get("status") not in ("approved", "revoked") or not isinstance(
             raw.get("content_hash"), str):
-        raise WorkspaceError(path, "not an approval record (no status / content_hash)",
-                             "restore it from git: records are written by `promptgov approve`")
+        raise WorkspaceError(path, "not an approval record (no status / content_hash)", fix)
+    for k in ("render_fingerprint", "schema_hash", "evalset", "evalset_hash", "cassette",
+              "cassette_sha", "run_id", "policy_hash"):
+        if k in raw and not isinstance(raw[k], str):
+            raise WorkspaceError(path, f"{k} = {raw[k]!r} is not a string", fix)
     return raw
 
 

@@ -15,8 +15,13 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in YAML file ``path``: safe types only, no aliases (an alias bomb of a few KB
+    expands to gigabytes wherever the value is walked: hashing, validation, rendering)."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (safe)
+        data = _load(path.read_text(encoding="utf-8"))
+    except _AliasFound as e:
+        raise WorkspaceError(path, "YAML aliases (`*name`) are not allowed in workspace files",
+                             "write the value out in full where it is used", line=e.line) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -31,11 +36,61 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+class _AliasFound(Exception):
+    def __init__(self, line: int):
+        self.line = line
+
+
+def _load(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and "*" in text:  # no `*`, no alias: skip the walk
+            _no_alias(node)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _no_alias(root: yaml.Node) -> None:
+    """Raise :class:`_AliasFound` if a node is reachable twice (what an alias composes to).
+    Each node is visited once, so a bomb costs no more than its text."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise _AliasFound(node.start_mark.line + 1)
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack += (k, v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+
+
+def read_toml(path: Path, fix: str) -> dict[str, Any]:
+    """The table in TOML file ``path``; unreadable text is a one-line error ending in ``fix``."""
+    import tomllib  # here: a workspace without TOML files does not pay for it in `check`
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise WorkspaceError(path, "not UTF-8 text", fix) from None
+    except tomllib.TOMLDecodeError as e:
+        raise WorkspaceError(path, f"invalid TOML: {e}", fix) from None
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; a broken line raises
     :class:`WorkspaceError` naming it."""
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise WorkspaceError(path, f"not UTF-8 text (byte {e.start + 1} of the line)",
+                                     "save the file as UTF-8", line=n) from None
             if not line.strip():
                 continue
             try:

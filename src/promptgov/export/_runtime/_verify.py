@@ -11,7 +11,11 @@ For CI on the deploying side, with a checkout of the workspace (``python -m <pac
 * each schema's hash equals the lock's, and the installed pydantic still generates that JSON
   Schema for the embedded model (a pydantic upgrade changes what is sent to the model);
 * the release manifest still names exactly these versions at this version, and the routing
-  bands and retry limits of ``governance/policy.toml`` are those embedded.
+  bands and retry limits of ``governance/policy.toml`` are those embedded;
+* every file of the package, runtime code and ``manifest.json`` included, is byte for byte what
+  exporting the release from the workspace gives now. Whoever can edit a file here can also
+  rewrite the manifest, so only this step catches a deliberate edit; it needs promptgov (the
+  workbench) importable, and says so when it is not.
 """
 
 from __future__ import annotations
@@ -90,7 +94,25 @@ def verify(bundle: Bundle, workspace: str | os.PathLike[str]) -> VerifyResult:
                            "install that pydantic, or re-lock, re-approve and export)")
     out += _release(ws, m)
     out += _policy(ws, bundle)
+    out += _rebuilt(bundle, ws)
     return result
+
+
+def _rebuilt(bundle: Bundle, ws: Path) -> list[str]:
+    try:
+        from promptgov.export._compare import compare_package
+    except ImportError as e:
+        return [f"{bundle.package}: cannot compare its files byte for byte with an export from "
+                f"{ws}: promptgov is not importable here ({e}) (fix: run `promptgov "
+                f"verify-package {bundle.root} --workspace {ws}` where the workbench is "
+                "installed; the manifest check alone does not catch an edit that also rewrites "
+                "manifest.json)"]
+    try:
+        return compare_package(bundle.root, ws)
+    except Exception as e:  # a verdict, never a traceback: the workbench may be incomplete here
+        return [f"{bundle.package}: cannot export the release from {ws} to compare with: "
+                f"{type(e).__name__}: {e} (fix: run `promptgov verify-package {bundle.root} "
+                f"--workspace {ws}` where the workbench is installed)"]
 
 
 def _json(path: Path, out: list[str]) -> Any:
