@@ -30,7 +30,8 @@ FUNCTIONS = {"extraction": "extract", "classification": "triage", "draft": "draf
 SCHEMA_IMPORTS = {"pydantic", "pydantic_core", "typing_extensions", "annotated_types"}
 """What an embedded schema file may import besides the standard library."""
 REQUIRES = ["pydantic>=2,<3"]
-EXTRAS = {"providers": ["litellm>=1.60"], "offline": [f"promptgov=={__version__}"]}
+EXTRAS = {"providers": ["litellm>=1.60"], "offline": [f"promptgov=={__version__}"],
+          "bullmq": ["bullmq>=3.4,<4"]}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,11 @@ class BullMQBackend:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="jobs-bullmq")
         self._thread.start()
-        self._queue = self._run(self._open())
+        try:
+            self._queue = self._run(self._open())
+        except JobError:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise
 
     def _run(self, coro: Any, timeout: float = 120) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -62,9 +66,13 @@ class BullMQBackend:
 
         q = Queue(self.name, {"connection": self.url})
         try:
-            await q.client.ping()
+            await asyncio.wait_for(q.client.ping(), 3)
         except Exception as e:  # noqa: BLE001 — redis' connection errors have many classes
-            await q.close()
+            try:
+                await asyncio.wait_for(q.close(), 1)
+            except Exception:  # noqa: BLE001, S110 — closing a connection that never opened
+                pass
+            e = e if str(e) else TimeoutError("no answer in 3 s")
             raise JobError(f"cannot reach Redis at {_safe(self.url)}: {e} (fix: start "
                            "redis-server, or pass the URL of a running one)") from None
         return q
@@ -167,7 +175,7 @@ class BullMQBackend:
             job = await Job.fromId(self._queue, job_id)
             if job is None or await self._queue.getJobState(job_id) != "failed":
                 return False
-            await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+            await job.retry("failed", {"resetAttemptsMade": True})  # attempt numbers go on
             return True
 
         return self._run(retry())
@@ -207,8 +215,9 @@ class BullMQBackend:
             if out.status == "retry":
                 if job.attemptsMade + 1 < int(job.opts.get("attempts") or 1):
                     delay = planned_delay_ms(job.opts.get("backoff"), job.attemptsMade + 1)
-                else:
+                else:  # the last attempt: BullMQ moves it to failed
                     done[0] += 1
+                    out = out._replace(status="dead")
             await job.log(json.dumps(attempt_record(n, me, started, out, None if delay is None
                                                     else delay / 1000)))
             if out.status == "completed":

@@ -254,7 +254,7 @@ class SQLiteBackend:
                            "error_kind=?, error=?, finished=? WHERE id=?",
                            (status, None if o.result is None else json.dumps(o.result),
                             o.route, o.error_kind, o.error, now, job["id"]))
-            a = attempt_record(job["n"], me, job["started"], o, delay)
+            a = attempt_record(job["n"], me, job["started"], o._replace(status=status), delay)
             db.execute(f"UPDATE attempts SET {','.join(f'{k}=?' for k in _ATT[3:])} "
                        "WHERE job_id=? AND n=?",
                        [a[k] for k in _ATT[3:]] + [job["id"], job["n"]])
