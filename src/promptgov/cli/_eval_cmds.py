@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -23,6 +24,10 @@ ModelOpt = Annotated[str | None, typer.Option(
     "(default: the prompt's own model.id).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Model calls in flight at once.")]
+ApiBaseOpt = Annotated[str | None, typer.Option(
+    "--api-base", envvar="PROMPTGOV_API_BASE",
+    help="Base URL of an OpenAI-compatible server for a provider model "
+    "(e.g. http://localhost:11434 for ollama_chat/...).")]
 
 # Run params that, with the same answers, make two runs the same run (``loop`` logs it once).
 _SAME_RUN = ("content_hash", "render_fingerprint", "schema_hash", "evalset_hash", "model",
@@ -51,6 +56,7 @@ def eval_cmd(
     ref: Annotated[str, typer.Argument(metavar="PROMPT@VERSION",
                                        help="e.g. ticket_triage@2 (no version: the latest).")],
     evalset: EvalsetOpt = None, model: ModelOpt = None, concurrency: ConcurrencyOpt = 8,
+    api_base: ApiBaseOpt = None,
     budget_usd: Annotated[float | None, typer.Option(
         min=0, help="Stop sending calls once this much was paid in this run.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")]
@@ -60,12 +66,16 @@ def eval_cmd(
 ) -> None:
     """Evaluate one prompt version on its evalset and log the run to MLflow.
 
+    A missing key or an unknown model stops the run at once with one line and its fix (exit 1).
+    Ctrl-C stops sending, keeps every answer received and exits 130; running the same command
+    again resumes (answered cases come from the cache, nothing is paid twice).
+
     Example: promptgov eval ticket_triage@2 --model local/knn
     """
     _quiet_mlflow()
     w = workspace(ws)
     with _errors(ValueError):
-        pv, es, m = _target(w, ref, evalset, model)
+        pv, es, m = _target(w, ref, evalset, model, api_base=api_base)
     with _errors():
         r = _run(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
                  cache=not no_cache, track=not no_track)
@@ -203,17 +213,45 @@ def loop(
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def _target(w, ref: str, evalset: str | None, model: str | None):
+def _target(w, ref: str, evalset: str | None, model: str | None, *,
+            api_base: str | None = None):
     """Prompt version, evalset and model for one eval, validated before anything runs."""
     from promptgov.eval._engine import resolve
 
-    _, pv, es, _, _, m = resolve(w, ref, evalset, model)
+    options = {"api_base": api_base} if api_base else None
+    _, pv, es, _, _, m = resolve(w, ref, evalset, model, model_options=options)
     return pv, es, m
 
 
 def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
          cache: bool = True, track: bool = True):
-    """``evaluate()`` with a progress bar on stderr: cases, failures, cost so far, ETA."""
+    """``evaluate()`` with a progress bar on stderr: cases, failures, cost so far, ETA.
+
+    A systematic failure raises ``RunStopped`` (one line with the fix; the bar is hidden so that
+    line is all the user sees); Ctrl-C prints the partial summary and how to resume, exit 130.
+    """
+    from promptgov.errors import EvalInterrupted, RunStopped
+
+    preflight = getattr(m, "preflight", None)
+    if callable(preflight):
+        preflight()  # no key: one line, before a bar is drawn or anything heavy is imported
+    try:
+        return _run_with_bar(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
+                             cache=cache, track=track)
+    except RunStopped:
+        raise
+    except EvalInterrupted as e:
+        print(str(e), file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted: every answer received so far is cached", file=sys.stderr)
+    command = shlex.join(["promptgov", *sys.argv[1:]])
+    print(f"resume: {command}   (answered cases come from the cache; nothing is paid twice)",
+          file=sys.stderr)
+    raise typer.Exit(130)
+
+
+def _run_with_bar(w, pv, es, m, *, concurrency: int, budget_usd: float | None,
+                  cache: bool, track: bool):
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -235,8 +273,12 @@ def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
             bar.update(task, completed=p["done"], total=p["total"], failed=p["failed"],
                        paid=p["paid_usd"])
 
-        return evaluate(pv, es, model=m, workspace=w, concurrency=concurrency,
-                        budget_usd=budget_usd, cache=cache, track=track, progress=progress)
+        try:
+            return evaluate(pv, es, model=m, workspace=w, concurrency=concurrency,
+                            budget_usd=budget_usd, cache=cache, track=track, progress=progress)
+        except BaseException:
+            bar.update(task, visible=False)  # the error or summary line is the whole story
+            raise
 
 
 def _log_once(w, r, pv) -> tuple[str, bool]:

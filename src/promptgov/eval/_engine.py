@@ -113,10 +113,15 @@ class Runner:
             self.cache.preload(self.prompt.ref)
         records: list[dict[str, Any] | None] = [None] * len(jobs)
         preflight = getattr(self.model, "preflight", None)
-        if callable(preflight):
-            try:
+        load = getattr(self.model, "load", None)
+        try:
+            if callable(preflight):
                 preflight()  # a missing key stops the run before anything is sent
-            except ModelError as e:
+            if callable(load) and any(self.cache is None or self.cache.get(
+                    r.key(self.model.id), self.prompt.ref) is None for r in self._first(jobs)):
+                load()  # the client (dspy: seconds of imports) in this thread, not in a worker
+        except ModelError as e:
+            if e.systematic:
                 self.halt(str(e))
         todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(len(jobs)):
@@ -171,6 +176,14 @@ class Runner:
         self.totals.calls = next(self._calls)
         self.totals.stop_reason, self.totals.interrupted = self.stop_reason, self.interrupted
         return records  # type: ignore[return-value]
+
+    def _first(self, jobs) -> list[Request]:
+        """The first case's request (if it renders): a cached run need not load the model."""
+        for case, s in jobs[:1]:
+            req = self._request(case, s)
+            if isinstance(req, Request):
+                return [req]
+        return []
 
     def _work(self, jobs, todo, done) -> None:
         """A worker thread: one case at a time until the queue is empty. Never raises."""
@@ -338,8 +351,9 @@ class Runner:
         return max(retry_after or 0.0, random.uniform(0, cap))
 
 
-def resolve(workspace, prompt, evalset, model):
-    """The objects an evaluation needs, from names or objects."""
+def resolve(workspace, prompt, evalset, model, *, model_options: dict | None = None):
+    """The objects an evaluation needs, from names or objects. ``model_options`` (e.g.
+    ``api_base``) go to :func:`~promptgov.model._registry.get_model` with a model id."""
     from promptgov.workspace import Workspace
 
     ws = workspace if workspace is not None else Workspace.find()
@@ -351,7 +365,7 @@ def resolve(workspace, prompt, evalset, model):
     es = ws.evalset(es_ref) if isinstance(es_ref, str) else es_ref
     schema = ws.schema(pv.response_schema).model if pv.response_schema else None
     policy = load_policy(ws.root)
-    m = get_model(model or pv.model.id, prices=policy.prices)
+    m = get_model(model or pv.model.id, prices=policy.prices, **(model_options or {}))
     return ws, pv, es, schema, policy, m
 
 

@@ -26,6 +26,7 @@ Importing this module imports neither dspy nor LiteLLM (seconds each).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -81,6 +82,33 @@ def _causes(exc: BaseException | None) -> list[BaseException]:
     return chain
 
 
+def _raw_content(body: Any) -> str | None:
+    """``choices[0].message.content`` of an OpenAI-shaped response body, when it is text."""
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
+def _lm15_messages(messages, system: list[str], out: list) -> tuple[tuple[str, ...], tuple]:
+    """``(system texts, lm15 messages)`` for OpenAI-style ``messages``, appended to the given
+    ones: system messages before any other are system text, a later one a developer message."""
+    from dspy.lm15 import Message
+
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "system" and not out:
+            system.append(content)
+        elif role == "assistant":
+            out.append(Message.assistant(content))
+        elif role == "system":
+            out.append(Message.developer(content))
+        else:
+            out.append(Message.user(content))
+    return tuple(system), tuple(out)
+
+
 class DSPyModel:
     """A provider model (``openai/gpt-4o-mini``, ``anthropic/...``, any LiteLLM id) via dspy.
 
@@ -109,6 +137,7 @@ class DSPyModel:
         self.prices = prices
         self.lm_kwargs = dict(lm_kwargs)
         self._lms: dict[tuple[str | None, float], Any] = {}
+        self._prefixes: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -133,6 +162,11 @@ class DSPyModel:
         if env and not os.environ.get(env):
             raise AuthFailed(f"{env} is not set (fix: export {env}=..., or {OFFLINE_FIX})",
                              model=self.id)
+
+    def load(self) -> None:
+        """Build the ``dspy.LM`` now (importing dspy takes seconds) rather than on the first
+        call. ``evaluate()`` calls it after :meth:`preflight`, before the first case is sent."""
+        self._get_lm(self._api_key(), self.timeout_s)
 
     def _api_key(self) -> str | None:
         if not self.api_key_env:
@@ -187,25 +221,23 @@ class DSPyModel:
             raise self._map_error(exc, api_key, where) from exc
         return self._completion(response, latency, where)
 
-    @staticmethod
-    def _lm15_request(model: str, request: Request) -> Any:
+    def _lm15_request(self, model: str, request: Request) -> Any:
         """promptgov's request as a ``dspy.lm15.Request``: leading system messages become the
-        system text, a later one a developer message."""
-        from dspy.lm15 import Config, Message
+        system text, a later one a developer message. The prompt's fixed part (system + demos,
+        ``prefix_hash``) is converted once: a prompt with 770 demos is 1,540 messages."""
+        from dspy.lm15 import Config
         from dspy.lm15 import Request as LM15Request
 
-        system: list[str] = []
-        messages = []
-        for m in request.messages:
-            role, content = m.get("role"), m.get("content")
-            if role == "system" and not messages:
-                system.append(content)
-            elif role == "assistant":
-                messages.append(Message.assistant(content))
-            elif role == "system":
-                messages.append(Message.developer(content))
-            else:
-                messages.append(Message.user(content))
+        n = request.prefix_len if request.prefix_hash else 0
+        prefix = self._prefixes.get(request.prefix_hash) if n else None
+        if prefix is None:
+            prefix = _lm15_messages(request.messages[:n], [], [])
+            if n:
+                if len(self._prefixes) >= 8:
+                    self._prefixes.clear()
+                self._prefixes[request.prefix_hash] = prefix
+        system, messages = _lm15_messages(request.messages[n:], list(prefix[0]),
+                                          list(prefix[1]))
         response_format = None
         if request.response_schema is not None:
             # OpenAI accepts only [A-Za-z0-9_-] here: ticket_triage@1 → ticket_triage_1
@@ -215,7 +247,7 @@ class DSPyModel:
                                "strict": False}
         config = Config(temperature=request.temperature, max_tokens=request.max_tokens,
                         response_format=response_format)
-        return LM15Request(model=model, messages=tuple(messages),
+        return LM15Request(model=model, messages=messages,
                            system="\n\n".join(system) if system else None, config=config)
 
     def _where(self, request: Request) -> str:
@@ -237,6 +269,13 @@ class DSPyModel:
             raise Refused(f"{where}: the provider stopped the answer "
                           f"(finish_reason={finish})", model=self.id)
         text = "".join(p.text for p in parts if getattr(p, "type", None) == "text")
+        data = [p for p in parts if getattr(p, "type", None) == "data"]
+        if data and not text:
+            # lm15 folds a JSON answer whose schema has enum fields ("judgments") into a parsed
+            # DataPart; promptgov parses and validates the provider's own text itself.
+            text = _raw_content(response.provider_data)
+            if text is None:
+                text = json.dumps(data[0].value, ensure_ascii=False)
         u = response.usage
         usage = Usage(prompt_tokens=u.input_tokens or 0, completion_tokens=u.output_tokens or 0)
         return Completion(text=text, model=self.id, usage=usage, latency_s=latency,

@@ -22,6 +22,9 @@ def get_model(spec: str | Model, *, prices: dict | None = None, **options: Any) 
     """
     if not isinstance(spec, str):
         return spec
+    if "api_base" in options and spec.startswith(("local/", "replay:", "fake/")):
+        raise ValueError(f"api_base applies to provider models (openai/..., ollama_chat/...), "
+                         f"not to {spec!r}")
     if spec.startswith("local/"):
         if spec != "local/knn":
             raise ValueError(f"unknown offline model {spec!r}; the offline baseline is local/knn")
