@@ -14,8 +14,9 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The loopback OpenAI server and the no-internet guard (tests/support/fixtures.py).
-pytest_plugins = ["support.fixtures"]
+# The loopback OpenAI server and the no-internet guard (tests/support/fixtures.py); Redis and
+# the exported package of the job tests (tests/support/jobs_fixtures.py).
+pytest_plugins = ["support.fixtures", "support.jobs_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -8,29 +8,23 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from support.jobs_fixtures import (  # noqa: F401  (fixtures)
-    cli_queue,
-    jobs_site,
-    open_queue,
-    queue_url,
-    redis_url,
-    sb,
-    support_bot_module,
-)
+from support.jobs_fixtures import cli_queue, open_queue
 from support.jobs_package import run_module
 
 pytestmark = pytest.mark.xdist_group("jobs")  # one package build per test process
 
 TRIAGE = '{{"label": "card_arrival", "confidence": {c}}}'
+AUTO = '{"label": "card_arrival", "confidence": 0.9}'
 
 
 class Scripted:
     """A model answering from a script (then ``default``), counting calls per input text."""
 
-    def __init__(self, *script, default=TRIAGE.format(c=0.9)):
+    def __init__(self, *script, default=AUTO):
         self.script, self.default = list(script), default
         self.calls: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -188,7 +182,8 @@ def test_tokens_cost_latency_traced_and_no_secret(sb, queue_url, openai_server, 
     assert b["state"] == "dead" and len(b["attempts"]) == 1 and "401" in b["error"]
     assert "sk-secret-1234" not in dump
     if queue_url.startswith("sqlite"):
-        assert b"sk-secret-1234" not in open(queue_url.removeprefix("sqlite:///"), "rb").read()
+        db = Path(queue_url.removeprefix("sqlite:///"))
+        assert b"sk-secret-1234" not in db.read_bytes()
 
 
 def test_bad_submissions_get_one_clear_error_and_queue_nothing(sb, queue_url):

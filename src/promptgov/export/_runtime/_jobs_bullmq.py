@@ -16,6 +16,7 @@ latency): with the job's fields, that is the trace. Transient failures are throw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -68,10 +69,8 @@ class BullMQBackend:
         try:
             await asyncio.wait_for(q.client.ping(), 3)
         except Exception as e:  # noqa: BLE001 — redis' connection errors have many classes
-            try:
+            with contextlib.suppress(Exception):  # closing a connection that never opened
                 await asyncio.wait_for(q.close(), 1)
-            except Exception:  # noqa: BLE001, S110 — closing a connection that never opened
-                pass
             e = e if str(e) else TimeoutError("no answer in 3 s")
             raise JobError(f"cannot reach Redis at {_safe(self.url)}: {e} (fix: start "
                            "redis-server, or pass the URL of a running one)") from None
