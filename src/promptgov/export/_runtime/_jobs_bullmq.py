@@ -125,6 +125,10 @@ class BullMQBackend:
                 a.update(outcome="lost", error_kind="stalled",
                          error="the worker stopped renewing its lock (killed?)")
         atts = [attempts[n] for n in sorted(attempts)]
+        for a in atts[:-1]:  # answered, yet taken again: the worker died before completing it
+            if a["outcome"] == "ok":
+                a.update(outcome="lost", error_kind="stalled",
+                         error="the worker died after the answer, before recording it")
         data = job.data if isinstance(job.data, dict) else {}
         result = job.returnvalue if state == "completed" else None
         kind, _, err = (job.failedReason or "").partition(": ")
