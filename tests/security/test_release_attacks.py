@@ -21,7 +21,7 @@ from promptgov.cli._app import app
 from promptgov.export._compare import compare_package
 from promptgov.export._runtime._bundle import load
 
-pytestmark = pytest.mark.xdist_group("export_attacks")
+pytestmark = pytest.mark.xdist_group("release_attacks")
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,69 @@ def test_verify_package_command(released, installed):
     assert r.stderr.splitlines() == [
         line for line in r.stderr.splitlines() if line.startswith("error: bot/")]
     assert "error: bot/_render.py: differs" in r.stderr
+
+
+# -- approval records are checked against the runs they cite (check --runs, gate) ---------------
+
+def _edit_record(root: Path, change) -> None:
+    import tomllib
+
+    import tomli_w
+
+    path = root / "governance/approvals/ticket_triage@2.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+
+
+@pytest.fixture
+def ws(released, tmp_path) -> Path:
+    root = tmp_path / "ws"
+    shutil.copytree(released[0], root)
+    return root
+
+
+def check_runs(root: Path) -> tuple[int, list[str]]:
+    r = CliRunner().invoke(app, ["check", "--runs", "-w", str(root)])
+    return r.exit_code, [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+
+
+def test_check_runs_passes_on_real_evidence(ws):
+    assert check_runs(ws) == (0, [])
+
+
+def _inflate(d):
+    d["metrics"]["accuracy"] = 0.99
+    for g in d["gates"]:
+        if g["metric"] == "accuracy":
+            g["value"] = 0.99
+
+
+def _other_run(d):
+    d["run_id"] = "f" * 32
+
+
+def _other_content(d):
+    d["content_hash"] = "sha256:" + "2" * 64
+
+
+@pytest.mark.parametrize("change, message", [
+    (_inflate, "min_accuracy: the record says accuracy 0.99, its run"),
+    (_other_run, "its run ffffffffffffffffffffffffffffffff is not in the tracking store"),
+    (_other_content, "content_hash: the record says 222222222222, its run"),
+])
+def test_hand_edited_record_is_caught_by_its_run(ws, change, message):
+    _edit_record(ws, change)
+    code, errors = check_runs(ws)
+    assert code == 1
+    assert any(e.startswith("error: governance/approvals/ticket_triage@2.toml: ") and message in e
+               for e in errors), errors
+
+
+def test_gate_checks_the_evidence_with_a_tracking_store_configured(ws, monkeypatch):
+    _edit_record(ws, _inflate)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / '.promptgov/mlflow.db'}")
+    report = pg.gate("bot", workspace=ws)
+    assert not report.ok
+    assert any("approval record vs its run: min_accuracy: the record says accuracy 0.99" in f
+               for f in report.failures()), report.failures()

@@ -30,8 +30,11 @@ def lock(ws: WorkspaceOpt = None) -> None:
 @app.command()
 def check(
     ws: WorkspaceOpt = None,
-    full: Annotated[bool, typer.Option(help="Re-derive every hash, ignoring the byte cache.")]
-    = False,
+    full: Annotated[bool, typer.Option(
+        help="Re-derive every hash, ignoring what this machine derived before.")] = False,
+    runs: Annotated[bool, typer.Option(
+        help="Also check each approval record against its MLflow run (hashes, metrics, gates; "
+        "slower: opens the tracking store).")] = False,
 ) -> None:
     """Verify the workspace against governance/lock.json (a fast CI / pre-commit step).
 
@@ -43,7 +46,7 @@ def check(
     from promptgov.governance import check as do_check
 
     w = workspace(ws)
-    result = do_check(w.root, full=full)
+    result = do_check(w.root, full=full, runs=runs)
     for p in result.warnings:
         print(f"warning: {p}", file=sys.stderr)
     for p in result.problems:

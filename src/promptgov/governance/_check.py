@@ -210,12 +210,20 @@ def _scan_prompts(s: Scan) -> None:
     d = s.root / "prompts"
     files = sorted((sub.name, int(m.group(1)), f) for sub in d.iterdir() if sub.is_dir()
                    for f in sub.iterdir() if (m := _VFILE.match(f.name))) if d.is_dir() else []
+    shas = {f: file_sha(f) for _, _, f in files}
+    todo = [(f, s.rel(f)) for _, _, f in files if s.known("prompts", shas[f]) is None]
+    derived = dict(zip([f for f, _ in todo], _derive_all(todo), strict=True))
     latest_evalset = {ref.split("@")[0]: ref for ref in s.evalsets}
     for name, version, f in files:
         ref, rel = f"{name}@{version}", s.rel(f)
-        got = _derive_prompt(s, f, rel)
-        if got is None:
-            continue
+        if f in derived:
+            got, problem = derived[f]
+            if problem is not None:
+                s.problems.append(problem)
+                continue
+            s.derived.put("prompts", shas[f], got)
+        else:
+            got = s.known("prompts", shas[f])
         entry = {"file": rel, **got}
         _compare_prompt(s, f, rel, ref, entry)
         _check_refs(s, rel, ref, entry, latest_evalset)
@@ -226,31 +234,56 @@ def _scan_prompts(s: Scan) -> None:
                                       "restore it from git: locked versions are immutable"))
 
 
-def _derive_prompt(s: Scan, f: Path, rel: str) -> dict | None:
-    """Kind, content hash, render fingerprint and references of a prompt file (None: it does
-    not load, reported)."""
-    sha = file_sha(f)
-    got = s.known("prompts", sha)
-    if got is not None:
-        return dict(got)
+_PARALLEL_FROM = 64
+"""Prompt files to derive before it pays to fork workers (a fork costs ~10 ms)."""
+
+
+def _derive_all(todo: list[tuple[Path, str]]) -> list[tuple[dict | None, Problem | None]]:
+    """:func:`_derive` of every file. A fresh clone (CI) derives every file: YAML, validation
+    and template compilation cost ~3-5 ms a file, so with many files they are split over forked
+    workers, one per CPU (fork: the loaded modules are shared, no re-import)."""
+    import os
+    import sys
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if len(todo) < _PARALLEL_FROM or cpus < 2 or sys.platform != "linux":
+        return [_derive(f, rel) for f, rel in todo]
+    import multiprocessing
+
+    from promptgov.workspace._prompt import PromptVersion  # noqa: F401  (load before the fork)
+
+    chunks = [todo[i::cpus] for i in range(cpus)]
+    with multiprocessing.get_context("fork").Pool(cpus) as pool:
+        parts = pool.map(_derive_chunk, chunks)
+    out: list = [None] * len(todo)
+    for i, part in enumerate(parts):
+        out[i::cpus] = part
+    return out
+
+
+def _derive_chunk(chunk: list[tuple[Path, str]]) -> list[tuple[dict | None, Problem | None]]:
+    return [_derive(f, rel) for f, rel in chunk]
+
+
+def _derive(f: Path, rel: str) -> tuple[dict | None, Problem | None]:
+    """Kind, content hash, render fingerprint and references of prompt file ``f``, or the
+    problem that stops it loading."""
     from promptgov.workspace._prompt import PromptVersion
 
     try:
         pv = PromptVersion.from_file(f)
     except WorkspaceError as e:
-        s.problems.append(Problem(s.where(e), e.problem, e.fix))
-        return None
+        p = Path(e.path)
+        where = rel if p == f else e.path
+        return None, Problem(where if e.line is None else f"{where}:{e.line}", e.problem, e.fix)
     try:
         fingerprint = pv.render_fingerprint
     except WorkspaceError as e:
         fix = ("add a `probe:` input that supplies every variable the templates use"
                if "undefined variable" in e.problem and pv.probe is None else e.fix)
-        s.problems.append(Problem(rel, f"cannot render the probe input: {e.problem}", fix))
-        return None
-    got = {"kind": pv.kind, "content_hash": pv.content_hash, "render_fingerprint": fingerprint,
-           "schema": pv.response_schema, "evalset": pv.evalset}
-    s.derived.put("prompts", sha, got)
-    return dict(got)
+        return None, Problem(rel, f"cannot render the probe input: {e.problem}", fix)
+    return {"kind": pv.kind, "content_hash": pv.content_hash, "render_fingerprint": fingerprint,
+            "schema": pv.response_schema, "evalset": pv.evalset}, None
 
 
 def _compare_prompt(s: Scan, f: Path, rel: str, ref: str, entry: dict) -> None:
@@ -325,10 +358,13 @@ class CheckResult:
                 + (" and the approvals" if self.n_releases else ""))
 
 
-def check(root: Any = None, *, full: bool = False) -> CheckResult:
+def check(root: Any = None, *, full: bool = False, runs: bool = False) -> CheckResult:
     """Compare the workspace (a :class:`Workspace`, its root folder, or the one found from the
     current directory) with its lock, and each release manifest with the approvals of the
-    versions it names; never writes anything."""
+    versions it names; writes nothing but untracked local state (``.promptgov/derived.json``).
+
+    ``runs``: also check every approval record against the MLflow run it cites (hashes, model,
+    metrics and gates): a record edited by hand cannot forge the run. Imports MLflow."""
     root = _root(root)
     from promptgov.governance._releases import load_releases, release_problems
 
@@ -340,6 +376,11 @@ def check(root: Any = None, *, full: bool = False) -> CheckResult:
         problems.append(Problem(s.where(e), e.problem, e.fix))
         releases = []
     problems += release_problems(s, releases)
+    if runs:
+        from promptgov.governance._evidence import verify_approvals
+
+        problems += [Problem(f, p, "approve again from a real evaluation run, or restore the "
+                             "record from git", "evidence") for f, p in verify_approvals(root)]
     return CheckResult(problems, s.warnings, len(s.prompts), len(s.schemas), len(s.evalsets),
                        len(releases))
 

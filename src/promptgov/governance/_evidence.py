@@ -170,3 +170,85 @@ def record_cassette_of(ws, pv, es_ref: str, model: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+# -- approvals checked against their runs (check --runs, gate) --------------------------------
+
+def approval_evidence_problems(c, a, policy_limits: dict | None = None) -> list[str]:
+    """How approval ``a`` (an :class:`Approval`) disagrees with the MLflow run it cites: the
+    run must exist and be finished, its params must carry the approved hashes and model, and
+    its metrics must be the recorded ones and pass every recorded gate. The record lives in the
+    repository and can be edited; the run lives in the tracking store and is the evidence.
+    ``policy_limits``: the limits the policy the approval names sets for this prompt, when that
+    policy is the locked one; the recorded limits must be those."""
+    import math
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = c.get_run(a.run_id)
+    except MlflowException:
+        return [f"its run {a.run_id} is not in the tracking store (fix: point "
+                "MLFLOW_TRACKING_URI at the store the approval was made with; a record citing "
+                "no run is not evidence)"]
+    out = []
+    if run.info.status != "FINISHED":
+        out.append(f"its run {a.run_id} is {run.info.status}, not FINISHED")
+    p, m = run.data.params, run.data.metrics
+    want = {"prompt_ref": a.ref, "content_hash": a.content_hash,
+            "render_fingerprint": a.render_fingerprint, "schema_hash": str(a.schema_hash),
+            "evalset_hash": a.evalset_hash, "model": a.model}
+    for key, value in want.items():
+        if p.get(key) != value:
+            out.append(f"{key}: the record says {short(str(value))}, its run {a.run_id} has "
+                       f"{short(str(p.get(key)))}")
+    for g in a.gates:
+        if g.gate == "required_evalsets" or g.metric == "adversarial_drop":
+            continue  # evidence in other runs
+        ran = m.get(g.metric)
+        if ran is None or g.value is None or not math.isclose(
+                ran, float(g.value), rel_tol=1e-9, abs_tol=1e-12):
+            out.append(f"{g.gate}: the record says {g.metric} {g.value}, its run {a.run_id} "
+                       f"measured {ran}")
+            continue
+        ok = ran >= float(g.limit) if g.gate.startswith("min_") else ran <= float(g.limit)
+        if not ok:
+            out.append(f"{g.gate}: its run measured {g.metric} {ran:.4g}, which does not pass "
+                       f"the recorded limit {g.limit} (the record says it passed)")
+    if policy_limits is not None:
+        recorded = {g.gate: float(g.limit) for g in a.gates if g.gate != "required_evalsets"}
+        locked = {k: float(v) for k, v in policy_limits.items() if k != "required_evalsets"}
+        if recorded != locked:
+            out.append(f"its recorded gate limits {recorded} are not those of the policy it "
+                       f"names ({short(str(a.policy_hash))}, the locked one): {locked}")
+    return out
+
+
+def verify_approvals(root: Path) -> list[tuple[str, str]]:
+    """``(record file, problem)`` for every approved record whose run does not bear it out
+    (``promptgov check --runs``)."""
+    from promptgov.eval._tracking import client
+    from promptgov.governance._approvals import APPROVALS_DIR, load_approval
+    from promptgov.governance._lock import read_lock
+    from promptgov.governance._policy import load_policy
+
+    d = root / APPROVALS_DIR
+    refs = sorted(f.stem for f in d.glob("*.toml")) if d.is_dir() else []
+    if not refs:
+        return []
+    lock = read_lock(root)
+    policy = load_policy(root)
+    locked_hash = lock.get("policy", {}).get("hash")
+    c = client(root)
+    out = []
+    for ref in refs:
+        a = load_approval(root, ref)
+        if a is None or a.status != "approved":
+            continue
+        limits = None
+        if a.policy_hash and a.policy_hash == locked_hash == policy.hash:
+            kind = lock["prompts"].get(ref, {}).get("kind")
+            limits = policy.gates.for_prompt(a.prompt, kind).limits() if kind else None
+        out += [(f"{APPROVALS_DIR}/{ref}.toml", p)
+                for p in approval_evidence_problems(c, a, limits)]
+    return out

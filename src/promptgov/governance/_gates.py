@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptgov.errors import WorkspaceError
@@ -140,8 +140,25 @@ def gate(release: str, *, model: str | None = None, workspace: Any = None,
             results.append(VersionGate(ref, None, None, problems=(
                 f"{state} (fix: run `promptgov check`; approve or release another version)",)))
             continue
-        results.append(_rerun(ws, a, policy, model, concurrency, track))
+        r = _rerun(ws, a, policy, model, concurrency, track)
+        evidence = _evidence(ws, a)
+        results.append(replace(r, problems=(*r.problems, *evidence)) if evidence else r)
     return GateReport(rel.name, rel.version, tuple(results))
+
+
+def _evidence(ws, a) -> tuple[str, ...]:
+    """With a tracking store configured (``MLFLOW_TRACKING_URI``: a team's server), the
+    approval must also agree with the run it cites: the record is in the repository, the run
+    is not. (The default store is a file on the approver's machine, absent in CI.)"""
+    import os
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return ()
+    from promptgov.eval._tracking import client
+    from promptgov.governance._evidence import approval_evidence_problems
+
+    return tuple(f"approval record vs its run: {p}"
+                 for p in approval_evidence_problems(client(ws.root), a))
 
 
 def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> VersionGate:
