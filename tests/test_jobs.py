@@ -31,7 +31,7 @@ class Scripted:
 
     def __call__(self, messages, schema):
         with self.lock:
-            self.calls[messages[-1]["content"] if len(messages) < 4 else "reask"] += 1
+            self.calls[messages[-1]["content"]] += 1
             step = self.script.pop(0) if self.script else self.default
         if isinstance(step, Exception):
             raise step
@@ -255,3 +255,71 @@ def test_commands_worker_submit_status_dlq_retry_trace(jobs_site, queue_url, ope
         r = run_module(jobs_site, *args, *q)
         assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: ")
         assert msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evalset_from_jobs_turns_failures_into_cases_to_label(sb, queue_url, workspace_dir):
+    from typer.testing import CliRunner
+
+    import promptgov.cli  # noqa: F401  (registers the commands)
+    from promptgov.cli._app import app
+    from promptgov.workspace import Workspace
+
+    answers = {"a": "not json", "b": AUTO.replace("0.9", "0.7"), "c": AUTO, "d": "nope"}
+    sb.configure(model=Scripted(default=lambda m: "still not json" if m[-1]["content"]
+                                .startswith("Your previous answer") else
+                                answers[m[-1]["content"][-1]]))
+    base, _, name = queue_url.partition("#")
+    store = [base, "--queue", name] if name else [base]
+    cmd = ["evalset", "from-jobs", *store, "--workspace", str(workspace_dir)]
+    with open_queue(sb, queue_url) as q:
+        q.submit_many("triage", [("t/1", {"text": "msg a"}), ("t/2", {"text": "msg b"}),
+                                 ("t/3", {"text": "msg b"}), ("t/4", {"text": "msg c"})])
+        q.work(concurrency=4, until_idle=True)
+        dead = q.dead_letters()[0]["id"]
+
+        r = CliRunner().invoke(app, cmd)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.startswith("wrote evalsets/ticket_triage-prod (ticket_triage-prod@1: 2 "
+                                   "cases; new: 1 dead letter(s), 1 review)")
+        es = Workspace(workspace_dir).evalset("ticket_triage-prod@1")
+        by_text = {c.input["text"]: c for c in es.cases}
+        assert set(by_text) == {"msg a", "msg b"} and all(c.expected is None for c in es.cases)
+        a, b = by_text["msg a"], by_text["msg b"]
+        assert a.meta["reason"] == "dead_letter" and a.meta["job_id"] == dead
+        assert a.meta["error_kind"] == "invalid_json" and a.meta["prompt"] == "ticket_triage@2"
+        assert b.meta["reason"] == "review" and b.meta["model_answer"]["confidence"] == 0.7
+        assert "expected" not in (es.dir / "cases.jsonl").read_text(encoding="utf-8")
+
+        r = CliRunner().invoke(app, cmd)
+        assert r.exit_code == 0 and r.stdout.startswith("unchanged: evalsets/ticket_triage-prod")
+
+        # a person labels a case; a new failure arrives; the next version keeps the label
+        cases = es.dir / "cases.jsonl"
+        lines = [json.loads(ln) for ln in cases.read_text(encoding="utf-8").splitlines()]
+        lines[0]["expected"] = {"label": "card_arrival"}
+        cases.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+        q.submit("triage", {"text": "msg d"}, key="t/5")
+        q.work(concurrency=2, until_idle=True)
+    r = CliRunner().invoke(app, [*cmd, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"evalset": "ticket_triage-prod@2",
+                                    "dir": "evalsets/ticket_triage-prod", "dead_letter": 1,
+                                    "review": 0, "kept": 2, "cases": 3}
+    es = Workspace(workspace_dir).evalset("ticket_triage-prod@2")
+    assert es.cases[0].expected == {"label": "card_arrival"} and len(es) == 3
+
+
+def test_evalset_from_jobs_bad_store_is_one_line(workspace_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    import promptgov.cli  # noqa: F401
+    from promptgov.cli._app import app
+
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    for store, msg in [(str(tmp_path / "missing.db"), "no such job store (fix: pass the job "),
+                       (str(tmp_path / "notes.txt"), "not a SQLite job store (fix:"),
+                       ("redis://127.0.0.1:1/0", "a Redis store holds many queues (fix: name")]:
+        r = CliRunner().invoke(app, ["evalset", "from-jobs", store, "-w", str(workspace_dir)])
+        assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1, r.output
+        assert r.stderr.startswith("error: ") and msg in r.stderr
+    assert not (workspace_dir / "evalsets" / "ticket_triage-prod").exists()

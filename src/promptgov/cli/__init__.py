@@ -11,6 +11,7 @@ from promptgov.cli import (
     _eval_cmds,  # noqa: F401  (registers eval, compare, ui, loop)
     _export_cmds,  # noqa: F401  (registers export)
     _governance_cmds,  # noqa: F401  (registers approve, revoke, status, release, gate)
+    _jobs_cmds,  # noqa: F401  (registers evalset from-jobs)
     _workspace_cmds,  # noqa: F401  (registers lock, check, ls)
 )
 from promptgov.cli._app import app

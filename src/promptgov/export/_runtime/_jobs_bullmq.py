@@ -44,8 +44,9 @@ class BullMQBackend:
             import bullmq  # noqa: F401
         except ImportError:
             raise ConfigurationError(f"queue {url} needs BullMQ for Python, which is not "
-                                     f"installed (fix: install {bundle.package} with its "
-                                     "[bullmq] extra)") from None
+                                     "installed (fix: install the exported package with "
+                                     "its [bullmq] extra, or pip install 'bullmq>=3.4,<4')"
+                                     ) from None
         _exponential_with_jitter()
         self.bundle, self.url, self.name, self.options = bundle, url, name, options
         self.where = f"{_safe(url)} (BullMQ queue {name})"
@@ -132,7 +133,7 @@ class BullMQBackend:
         data = job.data if isinstance(job.data, dict) else {}
         result = job.returnvalue if state == "completed" else None
         kind, _, err = (job.failedReason or "").partition(": ")
-        fns = functions(self.bundle)
+        fns = functions(self.bundle) if self.bundle is not None else {}
         return summarise({
             "id": job.id, "function": job.name, "prompt": data.get("prompt") or fns.get(job.name),
             "prompt_hash": data.get("prompt_hash"), "key": data.get("key"),

@@ -1,0 +1,127 @@
+"""Production failures back into the loop: dead letters and review-band jobs of an exported
+package's job store become a new, versioned evalset of cases for a person to label.
+
+Each case is one distinct input (the same text submitted under two keys is one case) with no
+``expected`` value yet; ``meta`` says why it was picked (``dead_letter`` with the last error, or
+``review`` with the model's answer as a hint) and which job and prompt version it came from.
+Cases already in the evalset stay, with whatever labels a person gave them; new content is a
+new version (one above any on disk or in the lock), written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from promptgov.errors import WorkspaceError
+from promptgov.hashing import canonical_json
+
+
+def read_traces(store: str, *, queue: str | None = None) -> list[dict[str, Any]]:
+    """Every job trace of ``store``: a SQLite job file (``sqlite:///PATH`` or a path), a Redis
+    URL (BullMQ queue ``queue``), or a ``.jsonl``/``.json`` file of traces (``python -m PKG dlq
+    --json``)."""
+    from promptgov.export._runtime._jobs import JobOptions
+
+    if store.startswith(("redis://", "rediss://")):
+        if not queue:
+            raise WorkspaceError(store, "a Redis store holds many queues",
+                                 "name one with --queue (the package name, by default)")
+        from promptgov.export._runtime._jobs_bullmq import BullMQBackend
+
+        b = BullMQBackend(None, store, queue, JobOptions())  # type: ignore[arg-type]
+        try:
+            return b.traces()
+        finally:
+            b.close()
+    path = Path(store.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise WorkspaceError(path, "no such job store", "pass the job file a worker wrote "
+                             "(sqlite:///jobs.db), a redis:// URL, or a .jsonl of traces")
+    if path.suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else [
+                json.loads(ln) for ln in text.splitlines() if ln.strip()]
+        except ValueError as e:
+            raise WorkspaceError(path, f"not JSON: {e}", "pass `dlq --json` output") from None
+        return [t for t in (data if isinstance(data, list) else [data]) if isinstance(t, dict)]
+    from promptgov.export._runtime._jobs_sqlite import SQLiteBackend
+
+    if path.read_bytes()[:16] != b"SQLite format 3\x00":
+        raise WorkspaceError(path, "not a SQLite job store", "pass the file a worker wrote")
+    b = SQLiteBackend(None, str(path), JobOptions())  # type: ignore[arg-type]
+    try:
+        return b.traces()
+    finally:
+        b.close()
+
+
+def evalset_from_jobs(ws: Any, traces: list[dict[str, Any]], *, prompt: str | None = None,
+                      name: str | None = None, source: str = "a job store"
+                      ) -> tuple[Any, dict[str, int]]:
+    """Write the dead letters and review-band (``queue_for_human``) jobs of ``traces`` for
+    prompt version ``prompt`` as evalset ``name`` (default ``<prompt name>-prod``).
+
+    Returns:
+        The evalset written (or the unchanged one) and counts: ``dead_letter``, ``review``
+        (new cases by reason), ``kept`` (cases already there), ``cases`` (total).
+
+    Example:
+        >>> es, n = evalset_from_jobs(ws, read_traces("jobs.db"))   # doctest: +SKIP
+    """
+    from promptgov.workspace._evalset import Case, Evalset, Manifest, write_evalset
+
+    picked = [t for t in traces if t.get("state") == "dead"
+              or t.get("route") == "queue_for_human"]
+    prompts = sorted({t.get("prompt") or "?" for t in picked})
+    if prompt is None and len(prompts) > 1:
+        raise WorkspaceError(source, f"the failures are of several prompts ({', '.join(prompts)})",
+                             "pick one with --prompt")
+    prompt = prompt or (prompts[0] if prompts else None)
+    picked = [t for t in picked if t.get("prompt") == prompt]
+    if prompt is None or not picked:
+        raise WorkspaceError(source, "holds no dead letter and no review-band job"
+                             + (f" of {prompt}" if prompt else ""),
+                             "nothing to label yet; run it again once workers have run jobs")
+    base = prompt.rpartition("@")[0] or prompt
+    name = name or f"{base}-prod"
+    d = ws.root / "evalsets" / name
+    old = Evalset.from_dir(d) if (d / "manifest.yaml").exists() else None
+    cases = {c.id: c for c in (old.cases if old else ())}
+    counts = {"dead_letter": 0, "review": 0, "kept": len(cases)}
+    for t in picked:
+        cid = "job-" + hashlib.sha256(canonical_json(t["input"]).encode()).hexdigest()[:12]
+        if cid in cases:
+            continue
+        reason = "dead_letter" if t.get("state") == "dead" else "review"
+        meta = {"reason": reason, "job_id": t["id"], "prompt": prompt,
+                "prompt_hash": t.get("prompt_hash")}
+        if reason == "dead_letter":
+            meta.update(error_kind=t.get("error_kind"), error=(t.get("error") or "")[:500])
+        else:
+            meta["model_answer"] = t.get("result")
+        cases[cid] = Case(id=cid, input=t["input"], expected=None, meta=meta)
+        counts[reason] += 1
+    counts["cases"] = len(cases)
+    if old is not None and counts["cases"] == counts["kept"]:
+        return old, counts
+    version = _next_version(ws.root, name, old)
+    manifest = Manifest(
+        name=name, version=version, split="test", count=len(cases),
+        description=(f"Production inputs of {prompt} to label: its dead letters and the jobs "
+                     "routed to human review (`expected` is empty until a person fills it)."),
+        source=f"Job traces of {prompt} from {source}, collected by `promptgov evalset "
+               "from-jobs`.",
+        license="proprietary (production data)")
+    return write_evalset(d, manifest, list(cases.values())), counts
+
+
+def _next_version(root: Path, name: str, old: Any) -> int:
+    from promptgov.governance._lock import read_lock
+
+    locked = [int(r.rpartition("@")[2]) for r in read_lock(root)["evalsets"]
+              if r.rpartition("@")[0] == name]
+    return 1 + max([*locked, old.manifest.version if old else 0])
