@@ -86,9 +86,19 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
-        if "finish_reason" not in {r[1] for r in self._db.execute("PRAGMA table_info(responses)")}:
-            self._db.execute("ALTER TABLE responses ADD COLUMN finish_reason TEXT")  # older cache
+        try:
+            self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                   + _SCHEMA)
+            if "finish_reason" not in {r[1] for r in
+                                       self._db.execute("PRAGMA table_info(responses)")}:
+                self._db.execute("ALTER TABLE responses ADD COLUMN finish_reason TEXT")  # older
+        except sqlite3.DatabaseError as e:  # a damaged or foreign file: say so, touch nothing
+            self._db.close()
+            from promptgov.errors import WorkspaceError
+
+            raise WorkspaceError(self.path, f"the response cache is not a usable SQLite database "
+                                 f"({e})", f"it only saves repeat calls and is rebuilt: delete it "
+                                 f"(`rm {self.path}`) and run again, or pass --no-cache") from None
         self._db_lock = threading.Lock()  # the connection: folds and reads
         self._jlock = threading.Lock()  # the journal and the pending rows
         self._mem: dict[str, Completion] = {}
