@@ -241,3 +241,15 @@ def test_in_process_api_raises_the_same_one_line_errors(workspace_dir):
     with pytest.raises(PromptgovError, match="refused by the template sandbox"):
         pg.Workspace(workspace_dir).prompt("ticket_triage@3")
     assert not (workspace_dir / "pwned").exists()
+
+
+def test_corrupt_response_cache_is_one_line_and_overwritten_never(workspace_dir):
+    cache = workspace_dir / ".promptgov/cache.sqlite"
+    cache.parent.mkdir()
+    garbage = os.urandom(4096)
+    cache.write_bytes(garbage)
+    err = one_error(run(workspace_dir, "eval", "reply_draft@1", "--no-track"),
+                    ".promptgov/cache.sqlite")
+    assert "not a usable SQLite database" in err and "--no-cache" in err
+    assert cache.read_bytes() == garbage
+    assert run(workspace_dir, "eval", "reply_draft@1", "--no-track", "--no-cache").returncode == 0
