@@ -8,8 +8,9 @@ is the dead letters, the returnvalue the result. A worker renews its job locks; 
 lock expired is moved back to wait by the stalled-job check and taken again, and a worker that
 lost its lock cannot complete the job (BullMQ checks the lock token).
 
-Each attempt appends one JSON record to the job's log (outcome, error, model, tokens, cost,
-latency): with the job's fields, that is the trace. Transient failures are thrown as errors
+Each attempt appends one JSON record to the job's log when it ends (outcome, error, model,
+tokens, cost, latency): with the job's fields, that is the trace; an attempt BullMQ started
+(``attemptsStarted``) that left no record was lost with its worker. Transient failures are thrown as errors
 (BullMQ retries them after the backoff), permanent ones as ``UnrecoverableError``.
 """
 
@@ -121,10 +122,12 @@ class BullMQBackend:
                 continue  # a log line of someone else's
             if isinstance(rec, dict) and isinstance(rec.get("n"), int):
                 attempts[rec["n"]] = rec
-        for n, a in attempts.items():  # started, never ended, yet not running now: lost
-            if a["outcome"] == "running" and not (state == "active" and n == max(attempts)):
-                a.update(outcome="lost", error_kind="stalled",
-                         error="the worker stopped renewing its lock (killed?)")
+        started = int(getattr(job, "attemptsStarted", 0) or 0)
+        for n in range(1, started + 1):  # started, never ended, yet not running now: lost
+            if n not in attempts and not (state == "active" and n == started):
+                attempts[n] = {"n": n, "worker": None, "started": None, "ended": None,
+                               "outcome": "lost", "error_kind": "stalled",
+                               "error": "the worker stopped renewing its lock (killed?)"}
         atts = [attempts[n] for n in sorted(attempts)]
         for a in atts[:-1]:  # answered, yet taken again: the worker died before completing it
             if a["outcome"] == "ok":
@@ -211,8 +214,6 @@ class BullMQBackend:
             except JobError as e:
                 done[0] += 1
                 raise UnrecoverableError(f"bad_input: {e}") from None
-            await job.log(json.dumps({"n": n, "worker": me, "started": started,
-                                      "outcome": "running"}))
             out = await loop.run_in_executor(pool, execute, self.bundle, fns[spec["function"]],
                                              spec["input"])
             delay = None

@@ -55,6 +55,9 @@ class SQLiteBackend:
     def __init__(self, bundle: Bundle, path: str, options: JobOptions):
         self.bundle, self.path, self.options = bundle, path, options
         self._local = threading.local()
+        # One writer at a time in this process: threads queue here, not in SQLite's busy
+        # handler, which sleeps for milliseconds at a time (other processes still meet it).
+        self._write = threading.Lock()
         try:
             self._db().executescript(SCHEMA)
         except sqlite3.Error as e:
@@ -72,7 +75,7 @@ class SQLiteBackend:
         return db
 
     def _tx(self) -> _Tx:
-        return _Tx(self._db())
+        return _Tx(self._db(), self._write)
 
     # -- producing and reading ------------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class SQLiteBackend:
         ``until_idle``, until none is waiting or active); the number of jobs finished."""
         me, held, lock = worker_name(), {}, threading.Lock()
         free = threading.Semaphore(concurrency)
+        wake = threading.Event()  # a slot came free: claim at once rather than at the next poll
         done = [0]
         beating = threading.Event()  # set when every job in hand is finished
         beat = threading.Thread(target=self._heartbeat, args=(held, lock, beating), daemon=True,
@@ -172,6 +176,7 @@ class SQLiteBackend:
                 with lock:
                     held.pop(job["id"], None)
                 free.release()
+                wake.set()
 
         with ThreadPoolExecutor(concurrency, thread_name_prefix="jobs") as pool:
             while not stop.is_set():
@@ -190,7 +195,8 @@ class SQLiteBackend:
                         continue
                 if until_idle and not held and self._idle():
                     break
-                stop.wait(poll_s)
+                wake.wait(poll_s)
+                wake.clear()
         beating.set()
         beat.join()
         return done[0]
@@ -276,12 +282,20 @@ class SQLiteBackend:
 class _Tx:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an exception)."""
 
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
+        self.db, self.lock = db, lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.db
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
