@@ -4,7 +4,7 @@
 import subprocess
 import sys
 
-for name in ("bench_check", "bench_knn", "bench_engine"):
+for name in ("bench_check", "bench_knn", "bench_engine", "bench_jobs"):
     print(f"\n=== {name} ===", flush=True)
     rc = subprocess.call([sys.executable, "-m", f"benchmarks.{name}"])
     if rc:
