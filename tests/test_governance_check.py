@@ -8,6 +8,7 @@ gives a one-line error and nothing is written.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import json
 import os
 import subprocess
@@ -445,6 +446,30 @@ def test_check_trusts_no_lock_value(workspace_dir):
     r = cli(workspace_dir, "check")
     assert r.code == 1
     assert len(r.errors) == 1 and "ticket_triage@1 renders different messages" in r.errors[0]
+
+
+def test_fresh_clone_renders_only_what_the_lock_does_not_determine(workspace_dir, monkeypatch):
+    """On a fresh clone a file whose ordered content hashes as locked takes the locked render
+    fingerprint (rendering is a pure function of it and the tools); any other file renders."""
+    from promptgov.workspace import _prompt
+
+    rendered = []
+    real = _prompt.PromptVersion.check_templates
+    monkeypatch.setattr(_prompt.PromptVersion, "check_templates",
+                        lambda self, path: rendered.append(self.ref) or real(self, path))
+    assert cli(workspace_dir, "check").code == 0 and rendered == []
+    shutil.rmtree(workspace_dir / ".promptgov")
+    path = workspace_dir / TRIAGE_V1
+    data = yaml.safe_load(path.read_bytes())
+    data["demos"][0]["output"] = dict(reversed(list(data["demos"][0]["output"].items())))
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    r = cli(workspace_dir, "check")
+    assert rendered == ["ticket_triage@1"]  # same content hash, other order: rendered, caught
+    assert r.code == 1 and "renders different messages" in r.errors[0]
+    shutil.rmtree(workspace_dir / ".promptgov")
+    assert cli(workspace_dir, "check", "--full").code == 1
+    assert sorted(rendered[1:]) == ["reply_draft@1", "ticket_extraction@1", "ticket_triage@1",
+                                    "ticket_triage@2"]  # --full renders everything
 
 
 def test_local_state_is_used_and_full_ignores_it(workspace_dir):

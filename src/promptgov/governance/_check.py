@@ -211,8 +211,13 @@ def _scan_prompts(s: Scan) -> None:
     files = sorted((sub.name, int(m.group(1)), f) for sub in d.iterdir() if sub.is_dir()
                    for f in sub.iterdir() if (m := _VFILE.match(f.name))) if d.is_dir() else []
     shas = {f: file_sha(f) for _, _, f in files}
-    todo = [(f, s.rel(f)) for _, _, f in files if s.known("prompts", shas[f]) is None]
-    derived = dict(zip([f for f, _ in todo], _derive_all(todo), strict=True))
+    # Rendering is a pure function of the ordered content and the tool versions: with the tools
+    # the lock was made with, a file whose ordered content hashes as locked renders as locked.
+    same_tools = not s.full and s.lock.get("tooling") == tooling()
+    locked = s.lock["prompts"]
+    todo = [(f, s.rel(f), _hint(locked.get(f"{name}@{version}")) if same_tools else None)
+            for name, version, f in files if s.known("prompts", shas[f]) is None]
+    derived = dict(zip([t[0] for t in todo], _derive_all(todo), strict=True))
     latest_evalset = {ref.split("@")[0]: ref for ref in s.evalsets}
     for name, version, f in files:
         ref, rel = f"{name}@{version}", s.rel(f)
@@ -238,7 +243,18 @@ _PARALLEL_FROM = 64
 """Prompt files to derive before it pays to fork workers (a fork costs ~10 ms)."""
 
 
-def _derive_all(todo: list[tuple[Path, str]]) -> list[tuple[dict | None, Problem | None]]:
+Todo = tuple[Path, str, "tuple[str, str] | None"]
+"""A prompt file to derive: path, workspace-relative path, and the locked (ordered hash,
+render fingerprint) when the tools are the lock's."""
+
+
+def _hint(entry: dict | None) -> tuple[str, str] | None:
+    if entry and entry.get("ordered_hash") and entry.get("render_fingerprint"):
+        return entry["ordered_hash"], entry["render_fingerprint"]
+    return None
+
+
+def _derive_all(todo: list[Todo]) -> list[tuple[dict | None, Problem | None]]:
     """:func:`_derive` of every file. A fresh clone (CI) derives every file: YAML, validation
     and template compilation cost ~3-5 ms a file, so with many files they are split over forked
     workers, one per CPU (fork: the loaded modules are shared, no re-import)."""
@@ -247,7 +263,7 @@ def _derive_all(todo: list[tuple[Path, str]]) -> list[tuple[dict | None, Problem
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if len(todo) < _PARALLEL_FROM or cpus < 2 or sys.platform != "linux":
-        return [_derive(f, rel) for f, rel in todo]
+        return [_derive(*t) for t in todo]
     import multiprocessing
 
     from promptgov.workspace._prompt import PromptVersion  # noqa: F401  (load before the fork)
@@ -261,17 +277,22 @@ def _derive_all(todo: list[tuple[Path, str]]) -> list[tuple[dict | None, Problem
     return out
 
 
-def _derive_chunk(chunk: list[tuple[Path, str]]) -> list[tuple[dict | None, Problem | None]]:
-    return [_derive(f, rel) for f, rel in chunk]
+def _derive_chunk(chunk: list[Todo]) -> list[tuple[dict | None, Problem | None]]:
+    return [_derive(*t) for t in chunk]
 
 
-def _derive(f: Path, rel: str) -> tuple[dict | None, Problem | None]:
+def _derive(f: Path, rel: str, hint: tuple[str, str] | None = None
+            ) -> tuple[dict | None, Problem | None]:
     """Kind, content hash, render fingerprint and references of prompt file ``f``, or the
-    problem that stops it loading."""
+    problem that stops it loading. ``hint``: the locked (ordered hash, fingerprint); when the
+    file's ordered hash is that one, the fingerprint is known without compiling a template."""
     from promptgov.workspace._prompt import PromptVersion
 
     try:
-        pv = PromptVersion.from_file(f)
+        pv = PromptVersion.from_file(f, render=False)
+        if hint is not None and pv.ordered_hash == hint[0]:
+            return _derived(pv, hint[1]), None
+        pv.check_templates(f)
     except WorkspaceError as e:
         p = Path(e.path)
         where = rel if p == f else e.path
@@ -282,8 +303,13 @@ def _derive(f: Path, rel: str) -> tuple[dict | None, Problem | None]:
         fix = ("add a `probe:` input that supplies every variable the templates use"
                if "undefined variable" in e.problem and pv.probe is None else e.fix)
         return None, Problem(rel, f"cannot render the probe input: {e.problem}", fix)
-    return {"kind": pv.kind, "content_hash": pv.content_hash, "render_fingerprint": fingerprint,
-            "schema": pv.response_schema, "evalset": pv.evalset}, None
+    return _derived(pv, fingerprint), None
+
+
+def _derived(pv, fingerprint: str) -> dict:
+    return {"kind": pv.kind, "content_hash": pv.content_hash, "ordered_hash": pv.ordered_hash,
+            "render_fingerprint": fingerprint, "schema": pv.response_schema,
+            "evalset": pv.evalset}
 
 
 def _compare_prompt(s: Scan, f: Path, rel: str, ref: str, entry: dict) -> None:

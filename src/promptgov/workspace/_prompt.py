@@ -94,6 +94,17 @@ class PromptVersion(BaseModel):
         return content_hash(self.model_dump(mode="json"))
 
     @cached_property
+    def ordered_hash(self) -> str:
+        """sha256 of the content *with* its key order, which (with the tool versions) is all
+        rendering depends on: equal to the locked one, the locked render fingerprint holds
+        without rendering (``check`` on a fresh clone skips compiling the templates)."""
+        import hashlib
+
+        text = json.dumps(self.model_dump(mode="json"), separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @cached_property
     def render_fingerprint(self) -> str:
         """sha256 of the messages rendered for the probe input."""
         return content_hash(self.render(self.probe_input))
@@ -147,7 +158,9 @@ class PromptVersion(BaseModel):
     # -- loading ----------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path: Path) -> PromptVersion:
+    def from_file(cls, path: Path, *, render: bool = True) -> PromptVersion:
+        """The version in ``path``, validated; with ``render`` (the default) its templates are
+        compiled and the system and demo messages rendered, so a broken template fails here."""
         data = read_yaml(path)
         try:
             pv = cls.model_validate(data)
@@ -158,17 +171,23 @@ class PromptVersion(BaseModel):
             raise WorkspaceError(path, f"declares {pv.ref} but lives at {path.parent.name}/"
                                  f"{path.name}", f"name the file prompts/{pv.name}/v{pv.version}"
                                  ".yaml, or correct `name`/`version`")
+        if render:
+            pv.check_templates(path)
+        return pv
+
+    def check_templates(self, path: Path) -> None:
+        """Compile the templates and render the fixed messages; a problem is a WorkspaceError
+        naming ``path``."""
         import jinja2
 
         try:
-            pv._fixed_messages  # noqa: B018 — fail on a broken template at load, not mid-run
-            _env().parse(pv.user)
+            self._fixed_messages  # noqa: B018 — fail on a broken template at load, not mid-run
+            _env().parse(self.user)
         except RenderError as e:
             raise WorkspaceError(path, e.problem, e.fix) from None
         except jinja2.TemplateSyntaxError as e:
-            raise WorkspaceError(path, f"{pv.ref} user: template syntax error line {e.lineno}: "
+            raise WorkspaceError(path, f"{self.ref} user: template syntax error line {e.lineno}: "
                                  f"{e.message}", "fix the template") from None
-        return pv
 
 
 class RenderError(WorkspaceError):
