@@ -342,3 +342,14 @@ def test_importing_the_adapter_loads_neither_dspy_nor_litellm():
                           env=env, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_enum_schema_answers_keep_the_providers_exact_text(openai_server: OpenAIServer):  # noqa: F811
+    """lm15 folds a JSON answer to a schema with enum fields into a parsed data part; the
+    adapter returns the provider's own text, which promptgov parses and validates itself."""
+    schema = {"type": "object", "properties": {"label": {"type": "string",
+                                                         "enum": ["spam", "ham"]}}}
+    text = '{"label":   "spam"}'
+    openai_server.reply(text)
+    out = _model(openai_server).complete(_request(response_schema=schema))
+    assert out.text == text

@@ -202,6 +202,7 @@ class Runner:
             except BaseException as e:  # noqa: BLE001 - a failing case is data, not a dead thread
                 rec = self._record(case, s, failure="error", cached=False,
                                    error=f"{type(e).__name__}: {e}")
+            self._watch(rec)
             done.put((i, rec))
 
     def _collect(self, records, i: int, rec: dict[str, Any], total: int) -> None:
@@ -209,22 +210,25 @@ class Runner:
         with self.totals.lock:
             self.totals.done += 1
             self.totals.failed += rec["failure"] is not None
-        self._watch(rec)
         if self.progress:
             self.progress({"done": self.totals.done, "total": total,
                            "failed": self.totals.failed, "paid_usd": self.totals.paid_usd})
 
     def _watch(self, rec: dict[str, Any]) -> None:
-        """The same bad request on ``SYSTEMATIC_AFTER`` cases in a row stops the run."""
-        if rec["failure"] == "bad_request":
-            what = str(rec["error"]).replace(str(rec["case_id"]), "#")
-            n = self._streak[1] + 1 if self._streak[0] == what else 1
-            self._streak = (what, n)
-            if n >= SYSTEMATIC_AFTER:
-                self.halt(f"the same bad request on {n} cases in a row, stopped sending: "
-                          f"{rec['error']}")
-        elif rec["failure"] not in ("not_sent", "interrupted"):
-            self._streak = (None, 0)
+        """The same bad request on ``SYSTEMATIC_AFTER`` cases in a row stops the run. Called by
+        the worker as its case ends, so no further case is sent after the N-th."""
+        with self.totals.lock:
+            if rec["failure"] == "bad_request":
+                what = str(rec["error"]).replace(str(rec["case_id"]), "#")
+                n = self._streak[1] + 1 if self._streak[0] == what else 1
+                self._streak = (what, n)
+            elif rec["failure"] not in ("not_sent", "interrupted"):
+                self._streak, n = (None, 0), 0
+            else:
+                return
+        if n >= SYSTEMATIC_AFTER:
+            self.halt(f"the same bad request on {n} cases in a row, stopped sending: "
+                      f"{rec['error']}")
 
     def _record(self, case, sample: int, **fields: Any) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -281,8 +285,8 @@ class Runner:
                 return rec
             rec["reasks"] += 1
             req = replace(req, messages=req.messages + (
-                {"role": "assistant", "content": c.text},
-                {"role": "user", "content": REASK.format(error=err)}))
+                {"role": "assistant", "content": _sendable(c.text)},
+                {"role": "user", "content": _sendable(REASK.format(error=err))}))
         raise AssertionError("unreachable")
 
     def _call(self, req: Request, rec: dict[str, Any]) -> Completion:
@@ -349,6 +353,11 @@ class Runner:
         """Exponential backoff with full jitter; a server's Retry-After is a floor."""
         cap = min(self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** attempt)
         return max(retry_after or 0.0, random.uniform(0, cap))
+
+
+def _sendable(text: str) -> str:
+    """``text`` as a provider can receive it: a lone surrogate (not UTF-8) becomes ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def resolve(workspace, prompt, evalset, model, *, model_options: dict | None = None):

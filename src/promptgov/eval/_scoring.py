@@ -123,16 +123,22 @@ def extraction_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def macro_f1(y_true: list, y_pred: list) -> float:
-    """Macro-averaged F1 over the labels in ``y_true`` ∪ ``y_pred`` (as scikit-learn does)."""
+    """Macro-averaged F1 over the labels in ``y_true`` ∪ ``y_pred`` (as scikit-learn does).
+    One pass over the cases (per-label counting was labels × cases)."""
     labels = {y for y in y_true if y is not None} | {y for y in y_pred if y is not None}
     if not labels:
         return 0.0
-    f1s = []
-    for lab in labels:
-        tp = sum(t == lab and p == lab for t, p in zip(y_true, y_pred, strict=True))
-        fp = sum(t != lab and p == lab for t, p in zip(y_true, y_pred, strict=True))
-        fn = sum(t == lab and p != lab for t, p in zip(y_true, y_pred, strict=True))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    tp: Counter = Counter()
+    fp: Counter = Counter()
+    fn: Counter = Counter()
+    for t, p in zip(y_true, y_pred, strict=True):
+        if t == p:
+            tp[t] += 1
+        else:
+            fp[p] += 1
+            fn[t] += 1
+    f1s = [2 * tp[lab] / (2 * tp[lab] + fp[lab] + fn[lab]) if tp[lab] + fp[lab] + fn[lab]
+           else 0.0 for lab in labels]
     return sum(f1s) / len(f1s)
 
 

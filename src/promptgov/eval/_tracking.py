@@ -142,5 +142,8 @@ def _table(records: list[dict[str, Any]]) -> dict[str, list]:
     for r in records:
         for k in cols:
             v = r.get(k)
-            out[k].append(json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v)
+            v = json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+            if isinstance(v, str):  # a lone surrogate in an answer must not sink the logging
+                v = v.encode("utf-8", "backslashreplace").decode("utf-8")
+            out[k].append(v)
     return out
