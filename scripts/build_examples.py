@@ -80,6 +80,25 @@ def build_triage(data: Path) -> None:
         "license": "CC-BY-4.0", "split": "test"},
         [{"id": f"b77-{i:04d}", "input": {"text": t}, "expected": {"label": lab}}
          for i, (lab, t) in enumerate(test)])
+    # The train pool an optimizer draws demos from: every other query, disjoint from the
+    # evalset above by text (compared case- and space-insensitively, across labels too).
+    seen = {" ".join(t.casefold().split()) for _, t in test}
+    pool = []
+    for label in labels:
+        texts = sorted(set(by_label[label]))
+        rng_l = random.Random(f"{SEED}:{label}")
+        rng_l.shuffle(texts)
+        pool += [(label, t) for t in texts if " ".join(t.casefold().split()) not in seen]
+    rng.shuffle(pool)
+    write_evalset("ticket_triage_train", {
+        "version": 1,
+        "description": "Banking77 train pool: every query not in the ticket_triage evalset, for "
+                       "demo selection by `promptgov optimize`; never for judging.",
+        "source": ATTRIBUTION + B77_CITE + " Drawn from train.csv; disjoint from the "
+                  "ticket_triage evalset (by text).",
+        "license": "CC-BY-4.0", "split": "train"},
+        [{"id": f"b77-train-{i:05d}", "input": {"text": t}, "expected": {"label": lab}}
+         for i, (lab, t) in enumerate(pool)])
 
     lits = "\n".join(f'    "{lab}",' for lab in labels)
     (ROOT / "schemas" / "ticket_triage.py").write_text(f'''"""Output contract of the ticket triage workflow: one Banking77 intent and a confidence."""
