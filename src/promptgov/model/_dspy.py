@@ -21,6 +21,10 @@ imported, that the provider's key variable is set, so a run without a key stops 
 the fix. With ``api_key_env`` the named variable is read on every call; the key lives only inside
 the ``dspy.LM`` built for it (looked up by the key's hash), never in an attribute, repr or message.
 Importing this module imports neither dspy nor LiteLLM (seconds each).
+
+Version pin: ``dspy>=3.4,<3.5``. The lm15 request/response contract used here is new in 3.4
+(a vendored, pre-1.0 lm15); a minor dspy release may reshape it, so a new dspy is taken on
+purpose, with ``tests/test_model_dspy.py`` and ``tests/test_real_providers.py`` run against it.
 """
 
 from __future__ import annotations
