@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from promptgov._version import RENDER_VERSION  # noqa: F401  (re-exported)
 from promptgov.errors import WorkspaceError
 from promptgov.hashing import content_hash
+from promptgov.workspace._provenance import Provenance
 from promptgov.workspace._refs import parse_ref
 from promptgov.workspace._yamlio import pydantic_error, read_yaml
 
@@ -71,6 +72,8 @@ class PromptVersion(BaseModel):
     user: str
     probe: dict[str, Any] | None = None
     """Input rendered for the render fingerprint; defaults to a string per template variable."""
+    provenance: Provenance | None = None
+    """Where a generated version came from (``promptgov optimize``): parent, optimizer, data."""
 
     @model_validator(mode="after")
     def _consistent(self) -> PromptVersion:
@@ -88,10 +91,17 @@ class PromptVersion(BaseModel):
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def _content(self) -> dict[str, Any]:
+        # a version without provenance hashes as it did before the field existed
+        d = self.model_dump(mode="json")
+        if d.get("provenance") is None:
+            d.pop("provenance", None)
+        return d
+
     @cached_property
     def content_hash(self) -> str:
         """sha256 of the canonical content: YAML layout and key order do not matter."""
-        return content_hash(self.model_dump(mode="json"))
+        return content_hash(self._content())
 
     @cached_property
     def ordered_hash(self) -> str:
@@ -100,7 +110,7 @@ class PromptVersion(BaseModel):
         without rendering (``check`` on a fresh clone skips compiling the templates)."""
         import hashlib
 
-        text = json.dumps(self.model_dump(mode="json"), separators=(",", ":"),
+        text = json.dumps(self._content(), separators=(",", ":"),
                           ensure_ascii=False, allow_nan=False)
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
