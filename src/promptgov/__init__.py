@@ -30,6 +30,12 @@ _LAZY = {
     "gate": "promptgov.governance._gates",
     "adversarial": "promptgov.adversarial",
     "export": "promptgov.export",
+    "new_schema": "promptgov.workspace._scaffold",
+    "new_prompt": "promptgov.workspace._scaffold",
+    "new_evalset": "promptgov.workspace._scaffold",
+    "new_version": "promptgov.workspace._scaffold",
+    "evalset_from_frame": "promptgov.workspace._import",
+    "read_table": "promptgov.workspace._import",
     "PromptgovError": "promptgov.errors",
     "GateFailed": "promptgov.errors",
 }

@@ -8,6 +8,7 @@ import sys
 
 from promptgov.cli import (
     _adversarial_cmds,  # noqa: F401  (registers adversarial)
+    _authoring_cmds,  # noqa: F401  (registers new, evalset import)
     _eval_cmds,  # noqa: F401  (registers eval, compare, ui, loop)
     _export_cmds,  # noqa: F401  (registers export)
     _governance_cmds,  # noqa: F401  (registers approve, revoke, status, release, gate)

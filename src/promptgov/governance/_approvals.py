@@ -200,6 +200,13 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
     p = run.data.params
     es_ref = f"{p.get('evalset')}@{p.get('evalset_version')}"
     problems = mismatches(ws, run, pv, entry, lock, es_ref)
+    es_dir = ws.evalset_dirs().get(es_ref.split("@")[0])
+    if es_dir is not None:
+        from promptgov.governance._content import contamination
+
+        problems += [f"{hit} of evalset {es_ref}: the run was scored on cases the prompt shows "
+                     "the model as demos (fix: remove those demos in a new version, or score "
+                     "it on an evalset without them)" for hit in contamination(pv, es_dir)]
     if problems:
         raise GovernanceError(f"refused: run {run_id} is not evidence for locked {pv.ref}:\n  "
                               + "\n  ".join(problems))

@@ -53,9 +53,11 @@ class Scan:
     policy: dict | None = None
     """``{"hash", "content"}`` of governance/policy.toml (None: it does not load)."""
     derived: Derived | None = None
-    seen: dict[str, set[str]] = field(default_factory=lambda: {"schemas": set(),
-                                                               "evalsets": set(),
-                                                               "prompts": set()})
+    seen: dict[str, set[str]] = field(default_factory=lambda: {
+        k: set() for k in ("schemas", "evalsets", "prompts", "pairs", "expected")})
+    content: dict[str, dict] = field(default_factory=dict)
+    """Per prompt ref: its file sha, demo keys and demo problems (not lock content)."""
+    evalset_sha: dict[str, str] = field(default_factory=dict)
 
     def rel(self, p: Path) -> str:
         return str(p.relative_to(self.root))
@@ -80,9 +82,70 @@ def scan(root: Path, *, full: bool = False) -> Scan:
     _scan_schemas(s)
     _scan_evalsets(s)
     _scan_prompts(s)
+    _scan_content(s)
     _scan_policy(s)
     s.derived.save(s.seen)
     return s
+
+
+# -- inside the content: demos and expected values fit the schema; no contamination ---------
+
+def _scan_content(s: Scan) -> None:
+    from promptgov.governance import _content
+
+    indexes: dict[str, tuple[dict, dict]] = {}
+    judged: set[tuple[str, str, str]] = set()
+    for ref, entry in sorted(s.prompts.items()):
+        c, rel = s.content[ref], entry["file"]
+        for p in c["demo_problems"]:
+            s.problems.append(Problem(rel, f"{ref} {p}", "correct the demo: a demo teaches the "
+                                      "model the answer's shape", "invalid_content"))
+        es = entry.get("evalset")
+        es_ref = es if es and "@" in es else _latest(s, es)
+        if es_ref not in s.evalsets:
+            continue
+        es_dir = s.root / s.evalsets[es_ref]["dir"]
+        key = f"{c['sha']}|{s.evalset_sha[es_ref]}"
+        hits = s.known("pairs", key)
+        if hits is None:
+            if es_ref not in indexes:
+                indexes[es_ref] = _content.evalset_index(es_dir / "cases.jsonl")
+            hits = _content.overlaps(c["demo_keys"], *indexes[es_ref])
+            s.derived.put("pairs", key, hits)
+        for i, cid, how in hits:
+            s.problems.append(Problem(
+                rel, f"{ref} demos[{i}] input {how} case {cid} of evalset {es_ref}, which "
+                "scores it (contamination)", "remove the demo (or the case, as a new evalset "
+                "version): a demo the model is scored on inflates every metric",
+                "contamination"))
+        sch = entry.get("schema")
+        if sch in s.schemas and (es_ref, sch, entry["kind"]) not in judged:
+            judged.add((es_ref, sch, entry["kind"]))
+            _expected(s, es_ref, es_dir, sch, entry["kind"])
+
+
+def _expected(s: Scan, es_ref: str, es_dir: Path, sch: str, kind: str) -> None:
+    from promptgov.governance import _content
+
+    if kind == "draft":
+        return
+    key = f"{s.evalset_sha[es_ref]}|{s.schemas[sch]['hash']}|{kind}"
+    found = s.known("expected", key)
+    if found is None:
+        model = _content.schema_model(s.root / s.schemas[sch]["file"], sch)
+        found = _content.expected_problems(es_dir / "cases.jsonl", kind, model, sch) \
+            if model is not None else []
+        s.derived.put("expected", key, found)
+    rel = s.rel(es_dir / "cases.jsonl")
+    for line, p in found:
+        s.problems.append(Problem(f"{rel}:{line}" if line else rel, p,
+                                  "correct the expected value, or the schema",
+                                  "invalid_content"))
+
+
+def _latest(s: Scan, name: str | None) -> str | None:
+    refs = [r for r in s.evalsets if r.split("@")[0] == name]
+    return max(refs, key=lambda r: int(r.split("@")[1])) if refs else None
 
 
 # -- policy ---------------------------------------------------------------------------------
@@ -139,6 +202,10 @@ def _scan_schemas(s: Scan) -> None:
                 s.unreadable.update(r for r, e in s.lock["schemas"].items() if e["file"] == rel)
                 continue
             s.derived.put("schemas", sha, found)
+        if not found:
+            s.warnings.append(Problem(rel, "declares no contract: no pydantic model in it has "
+                                      "`schema_id`", 'add `schema_id: ClassVar[str] = "name@1"` '
+                                      "to the model, or name a helper module _" + f.name))
         for sch in found:
             s.schemas[sch["id"]] = {"file": rel, "hash": sch["hash"],
                                     "json_schema": sch["json_schema"]}
@@ -193,6 +260,7 @@ def _scan_evalsets(s: Scan) -> None:
             s.derived.put("evalsets", sha, got)
         ref = got["ref"]
         s.evalsets[ref] = {"dir": rel, "hash": got["hash"], "count": got["count"]}
+        s.evalset_sha[ref] = sha
         old = s.lock["evalsets"].get(ref)
         if old is None:
             s.problems.append(Problem(rel, f"evalset {ref} is not locked",
@@ -211,12 +279,21 @@ def _scan_prompts(s: Scan) -> None:
     files = sorted((sub.name, int(m.group(1)), f) for sub in d.iterdir() if sub.is_dir()
                    for f in sub.iterdir() if (m := _VFILE.match(f.name))) if d.is_dir() else []
     shas = {f: file_sha(f) for _, _, f in files}
+    schemas = {ref: (str(s.root / e["file"]), e["hash"]) for ref, e in s.schemas.items()}
+
+    def cached(f: Path) -> dict | None:
+        got = s.known("prompts", shas[f])
+        if got is not None and got.get("validated_with") != schemas.get(got.get("schema"),
+                                                                       (None, None))[1]:
+            return None  # its schema changed since the demos were validated
+        return got
+
     # Rendering is a pure function of the ordered content and the tool versions: with the tools
     # the lock was made with, a file whose ordered content hashes as locked renders as locked.
     same_tools = not s.full and s.lock.get("tooling") == tooling()
     locked = s.lock["prompts"]
-    todo = [(f, s.rel(f), _hint(locked.get(f"{name}@{version}")) if same_tools else None)
-            for name, version, f in files if s.known("prompts", shas[f]) is None]
+    todo = [(f, s.rel(f), _hint(locked.get(f"{name}@{version}")) if same_tools else None,
+             schemas) for name, version, f in files if cached(f) is None]
     derived = dict(zip([t[0] for t in todo], _derive_all(todo), strict=True))
     latest_evalset = {ref.split("@")[0]: ref for ref in s.evalsets}
     for name, version, f in files:
@@ -228,8 +305,10 @@ def _scan_prompts(s: Scan) -> None:
                 continue
             s.derived.put("prompts", shas[f], got)
         else:
-            got = s.known("prompts", shas[f])
-        entry = {"file": rel, **got}
+            got = cached(f)
+        entry = {"file": rel, **{k: v for k, v in got.items() if k in _LOCKED}}
+        s.content[ref] = {"sha": shas[f], "demo_keys": got.get("demo_keys", []),
+                          "demo_problems": got.get("demo_problems", [])}
         _compare_prompt(s, f, rel, ref, entry)
         _check_refs(s, rel, ref, entry, latest_evalset)
         s.prompts[ref] = entry
@@ -243,9 +322,11 @@ _PARALLEL_FROM = 64
 """Prompt files to derive before it pays to fork workers (a fork costs ~10 ms)."""
 
 
-Todo = tuple[Path, str, "tuple[str, str] | None"]
-"""A prompt file to derive: path, workspace-relative path, and the locked (ordered hash,
-render fingerprint) when the tools are the lock's."""
+Todo = tuple[Path, str, "tuple[str, str] | None", dict]
+"""A prompt file to derive: path, workspace-relative path, the locked (ordered hash, render
+fingerprint) when the tools are the lock's, and the schemas (ref → (file, hash))."""
+_LOCKED = ("kind", "content_hash", "ordered_hash", "render_fingerprint", "schema", "evalset")
+"""What a prompt's lock entry holds of what is derived from its file."""
 
 
 def _hint(entry: dict | None) -> tuple[str, str] | None:
@@ -281,7 +362,7 @@ def _derive_chunk(chunk: list[Todo]) -> list[tuple[dict | None, Problem | None]]
     return [_derive(*t) for t in chunk]
 
 
-def _derive(f: Path, rel: str, hint: tuple[str, str] | None = None
+def _derive(f: Path, rel: str, hint: tuple[str, str] | None = None, schemas: dict | None = None
             ) -> tuple[dict | None, Problem | None]:
     """Kind, content hash, render fingerprint and references of prompt file ``f``, or the
     problem that stops it loading. ``hint``: the locked (ordered hash, fingerprint); when the
@@ -291,7 +372,7 @@ def _derive(f: Path, rel: str, hint: tuple[str, str] | None = None
     try:
         pv = PromptVersion.from_file(f, render=False)
         if hint is not None and pv.ordered_hash == hint[0]:
-            return _derived(pv, hint[1]), None
+            return _derived(pv, hint[1], schemas), None
         pv.check_templates(f)
     except WorkspaceError as e:
         p = Path(e.path)
@@ -303,13 +384,21 @@ def _derive(f: Path, rel: str, hint: tuple[str, str] | None = None
         fix = ("add a `probe:` input that supplies every variable the templates use"
                if "undefined variable" in e.problem and pv.probe is None else e.fix)
         return None, Problem(rel, f"cannot render the probe input: {e.problem}", fix)
-    return _derived(pv, fingerprint), None
+    return _derived(pv, fingerprint, schemas), None
 
 
-def _derived(pv, fingerprint: str) -> dict:
+def _derived(pv, fingerprint: str, schemas: dict | None) -> dict:
+    from promptgov.governance._content import demo_problems, input_keys, schema_model
+
+    file, schema_hash = (schemas or {}).get(pv.response_schema, (None, None))
+    try:
+        problems = demo_problems(pv, schema_model(file, pv.response_schema)) if file else []
+    except WorkspaceError:
+        problems = []  # the schema file itself is broken: reported with the schema
     return {"kind": pv.kind, "content_hash": pv.content_hash, "ordered_hash": pv.ordered_hash,
             "render_fingerprint": fingerprint, "schema": pv.response_schema,
-            "evalset": pv.evalset}
+            "evalset": pv.evalset, "validated_with": schema_hash, "demo_problems": problems,
+            "demo_keys": [list(input_keys(d.input)) for d in pv.demos]}
 
 
 def _compare_prompt(s: Scan, f: Path, rel: str, ref: str, entry: dict) -> None:
@@ -344,7 +433,9 @@ def _check_refs(s: Scan, rel: str, ref: str, entry: dict, latest_evalset: dict) 
     if sch and sch not in s.schemas:
         if sch not in s.unreadable:
             s.problems.append(Problem(rel, f"{ref} references unknown schema {sch!r}",
-                                      f"known schemas: {', '.join(sorted(s.schemas)) or 'none'}"))
+                                      f"known schemas: {', '.join(sorted(s.schemas)) or 'none'};"
+                                      " a schema is a pydantic model in schemas/*.py declaring "
+                                      f'schema_id: ClassVar[str] = "{sch}"'))
     else:
         entry["schema_hash"] = s.schemas[sch]["hash"] if sch else None
     es = entry.get("evalset")

@@ -20,7 +20,9 @@ from typing import Any
 from promptgov.governance._lock import tooling, write_json_atomic
 
 DERIVED_FILE = ".promptgov/derived.json"
-_KINDS = ("schemas", "evalsets", "prompts")
+_KINDS = ("schemas", "evalsets", "prompts", "pairs", "expected")
+"""prompts: per prompt file; pairs: per (prompt file, evalset files) contamination verdict;
+expected: per (evalset files, schema hash, kind) verdict on the expected values."""
 
 
 class Derived:

@@ -87,7 +87,11 @@ class Workspace:
         if v is None:
             vs = self.versions(name)
             if not vs:
+                from difflib import get_close_matches
+
+                close = get_close_matches(name, self.prompt_names(), n=1)
                 raise WorkspaceError(self.root / "prompts" / name, f"no prompt named {name!r}",
+                                     f"did you mean {close[0]}?" if close else
                                      f"known prompts: {', '.join(self.prompt_names()) or 'none'}")
             v = max(vs)
         if (name, v) not in self._prompts:
