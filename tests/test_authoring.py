@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands)
 from promptgov.cli._app import app
-from promptgov.errors import GovernanceError, WorkspaceError
+from promptgov.errors import GovernanceError
 
 ROWS = [
     ("Book a room for 2 people on 2025-07-01", "book", "2025-07-01", "2"),

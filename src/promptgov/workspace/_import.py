@@ -156,7 +156,7 @@ class _FieldTyper:
         except ValidationError as e:
             err = e.errors()[0]
             raise WorkspaceError(where, f"expected {field} = {v!r}: {err['msg']} (schema "
-                                 f"{self.schema})", f"correct the cell, or the column you "
+                                 f"{self.schema})", "correct the cell, or the column you "
                                  "mapped to this field") from None
 
 
