@@ -17,6 +17,8 @@ EXPECT = {
     "01_quickstart.ipynb": ["accuracy", "mcnemar_p"],
     "02_governance.ipynb": ["refused: ticket_triage@1", "min_accuracy", "and the approvals",
                             "delta_alone"],
+    "05_new_use_case.ipynb": ["hotel@1", "ok: 5 prompt versions", "demos[1].output.intents.0",
+                              "demos[2] input equals case hotel-0002", "ok: 6 prompt versions"],
 }
 
 
