@@ -41,8 +41,19 @@ class WorkspaceError(PromptgovError):
 
     def __init__(self, path: Path | str, problem: str, fix: str = "", line: int | None = None):
         self.path, self.problem, self.fix, self.line = str(path), problem, fix, line
-        where = f"{path}:{line}" if line is not None else str(path)
+        where = _shown(path) + (f":{line}" if line is not None else "")
         super().__init__(f"{where}: {problem}" + (f" (fix: {fix})" if fix else ""))
+
+
+def _shown(path: Path | str) -> str:
+    """``path`` as a person reads it: relative to the current folder when it is inside it."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except (ValueError, OSError):
+            pass
+    return str(path)
 
 
 class GovernanceError(PromptgovError):
