@@ -80,7 +80,7 @@ def contents(ws, release, approvals: dict[str, Any], routing: Any, retry: Any) -
         probe = pv.probe_input
         prompt_file = f"prompts/{pv.name}.json"
         files[prompt_file] = _json({
-            "ref": ref, "content": pv.model_dump(mode="json"), "probe_input": probe,
+            "ref": ref, "content": pv._content(), "probe_input": probe,
             "fixed_messages": pv.render(probe)[:pv.prefix_len]}, indent=None)
         if pv.response_schema and pv.response_schema not in schemas:
             schemas[pv.response_schema] = _schema(ws, pv, files)
