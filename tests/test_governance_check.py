@@ -502,3 +502,12 @@ def test_console_script_errors_are_one_line(workspace_dir):
         assert len(lines) == 1 and lines[0].startswith(f"error: {TRIAGE_V1}: ticket_triage@1 "
                                                        "changed since it was locked"), p.stderr
     assert snapshot(workspace_dir) == before
+
+
+@pytest.mark.parametrize("cmd", [["ls"], ["status", "--no-runs"]])
+def test_a_prompt_that_does_not_load_is_shown_not_skipped(workspace_dir, cmd):
+    (workspace_dir / "prompts/ticket_triage/v9.yaml").write_text("x: [\n", encoding="utf-8")
+    r = cli(workspace_dir, *cmd)
+    assert r.code == 1
+    assert r.errors == ["error: prompts/ticket_triage/v9.yaml:2: malformed YAML: did not find "
+                        "expected node content (fix: fix the YAML syntax)"]

@@ -116,7 +116,7 @@ def status(
                       "failure_rate": "fail", "accuracy": "acc"}.get(c, c),
                      justify="right" if c in METRICS else "left")
     color = {"locked": "green", "drifted": "red", "unlocked": "yellow", "deleted": "red",
-             "approved": "green", "revoked": "red", "stale": "red"}
+             "unreadable": "red", "approved": "green", "revoked": "red", "stale": "red"}
     for r in rows:
         lock, appr = r["lock"], r["approval"]
         t.add_row(r["ref"], f"[{color[lock]}]{lock}[/]", r["content"], r["model"] or "-",
@@ -124,6 +124,11 @@ def status(
                   f"[{color[appr]}]{appr}[/]" if appr else "-", r["approved_by"] or "",
                   r["aliases"], r["releases"])
     Console(width=max(140, Console().width)).print(t)
+    broken = [r["problem"] for r in rows if r["problem"]]
+    for p in broken:  # a file that does not load is shown, never skipped
+        print(f"error: {p}", file=sys.stderr)
+    if broken:
+        raise typer.Exit(1)
 
 
 @app.command("release")

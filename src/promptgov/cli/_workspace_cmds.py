@@ -70,17 +70,24 @@ def ls_cmd(ws: WorkspaceOpt = None) -> None:
 
     w = workspace(ws)
     s = scan(w.root)
-    problems = {p.file for p in s.problems}
+    drifted = {p.file for p in s.problems if p.code == "drift"}
+    flawed = {p.file for p in s.problems if p.code in ("invalid_content", "contamination")}
     t = Table(title=f"prompts in {w.root}")
     for col in ("prompt", "kind", "schema", "evalset", "content", "render", "state"):
         t.add_column(col)
     for ref, e in s.prompts.items():
         locked = s.lock["prompts"].get(ref)
         state = ("[yellow]unlocked[/]" if not locked else
-                 "[red]drifted[/]" if e["file"] in problems else "[green]locked[/]")
+                 "[red]drifted[/]" if e["file"] in drifted else
+                 "[red]invalid[/] (see check)" if e["file"] in flawed else "[green]locked[/]")
         t.add_row(ref, e.get("kind", ""), e.get("schema") or "-", e.get("evalset") or "-",
                   short(e["content_hash"]), short(e.get("render_fingerprint") or ""), state)
     Console(width=max(120, Console().width)).print(t)
     print(f"{len(s.schemas)} schemas: {', '.join(s.schemas)}")
     print(f"{len(s.evalsets)} evalsets: " + ", ".join(f"{r} ({e['count']} cases)"
                                                        for r, e in s.evalsets.items()))
+    unreadable = [p for p in s.problems if not p.code]  # files that do not load: not listed
+    for p in unreadable:
+        print(f"error: {p}", file=sys.stderr)
+    if unreadable:
+        raise typer.Exit(1)

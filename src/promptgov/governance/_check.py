@@ -29,7 +29,9 @@ class Problem:
     fix: str
     code: str = ""
     """What kind of problem, for logic (never branch on the message): ``unlocked`` and
-    ``policy_changed`` are what ``promptgov lock`` resolves."""
+    ``policy_changed`` (what ``promptgov lock`` resolves), ``drift``, ``invalid_content``,
+    ``contamination``, ``evidence``, ``deleted``, ``reference`` (an unknown schema or evalset);
+    empty for a file that does not load."""
 
     def __str__(self) -> str:
         return f"{self.file}: {self.message} (fix: {self.fix})"
@@ -225,7 +227,7 @@ def _scan_schemas(s: Scan) -> None:
                     f"(locked {short(old['hash'])}, now {short(e['hash'])}): "
                     + "; ".join(map(str, breaking)),
                     f"revert it and declare the change as {ref.split('@')[0]}@"
-                    f"{int(ref.split('@')[1]) + 1}"))
+                    f"{int(ref.split('@')[1]) + 1}", "drift"))
             else:
                 s.warnings.append(Problem(
                     e["file"], f"schema {ref} changed additively ("
@@ -269,7 +271,7 @@ def _scan_evalsets(s: Scan) -> None:
             s.problems.append(Problem(
                 rel, f"evalset {ref} changed since it was locked (locked {short(old['hash'])}, "
                 f"now {short(got['hash'])})", f"revert it, or bump `version:` in {rel}/"
-                "manifest.yaml and run `promptgov lock`"))
+                "manifest.yaml and run `promptgov lock`", "drift"))
 
 
 # -- prompts --------------------------------------------------------------------------------
@@ -315,7 +317,8 @@ def _scan_prompts(s: Scan) -> None:
     for ref, e in sorted(s.lock["prompts"].items()):
         if ref not in s.prompts and not (s.root / e["file"]).exists():
             s.problems.append(Problem(e["file"], f"locked version {ref} was deleted",
-                                      "restore it from git: locked versions are immutable"))
+                                      "restore it from git: locked versions are immutable",
+                                      "deleted"))
 
 
 _PARALLEL_FROM = 64
@@ -413,7 +416,7 @@ def _compare_prompt(s: Scan, f: Path, rel: str, ref: str, entry: dict) -> None:
     elif old["content_hash"] != entry["content_hash"]:
         s.problems.append(Problem(
             rel, f"{ref} changed since it was locked (locked {short(old['content_hash'])}, "
-            f"now {short(entry['content_hash'])})", bump))
+            f"now {short(entry['content_hash'])})", bump, "drift"))
     elif old["render_fingerprint"] != entry["render_fingerprint"]:
         # Same content does not imply same messages: the key order of a demo's output is not
         # part of the content hash but is part of the JSON answer sent to the model.
@@ -425,7 +428,7 @@ def _compare_prompt(s: Scan, f: Path, rel: str, ref: str, entry: dict) -> None:
                "the edit keeps the content hash but changes what is sent to the model "
                "(e.g. the key order of a demo output)"),
             "pin the previous jinja2/promptgov, or re-evaluate and save it as a new version"
-            if upgraded else bump))
+            if upgraded else bump, "drift"))
 
 
 def _check_refs(s: Scan, rel: str, ref: str, entry: dict, latest_evalset: dict) -> None:
@@ -435,7 +438,7 @@ def _check_refs(s: Scan, rel: str, ref: str, entry: dict, latest_evalset: dict) 
             s.problems.append(Problem(rel, f"{ref} references unknown schema {sch!r}",
                                       f"known schemas: {', '.join(sorted(s.schemas)) or 'none'};"
                                       " a schema is a pydantic model in schemas/*.py declaring "
-                                      f'schema_id: ClassVar[str] = "{sch}"'))
+                                      f'schema_id: ClassVar[str] = "{sch}"', "reference"))
     else:
         entry["schema_hash"] = s.schemas[sch]["hash"] if sch else None
     es = entry.get("evalset")
@@ -445,7 +448,7 @@ def _check_refs(s: Scan, rel: str, ref: str, entry: dict, latest_evalset: dict) 
             if es.split("@")[0] not in s.unreadable:
                 s.problems.append(Problem(
                     rel, f"{ref} references unknown evalset {es!r}",
-                    f"known evalsets: {', '.join(sorted(s.evalsets)) or 'none'}"))
+                    f"known evalsets: {', '.join(sorted(s.evalsets)) or 'none'}", "reference"))
         else:
             entry["evalset_hash"] = s.evalsets[es_ref]["hash"]
 

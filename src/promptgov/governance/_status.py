@@ -3,6 +3,7 @@ the releases that ship it — the governance view a reviewer starts from."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,24 +42,27 @@ def status_rows(workspace: Any = None, *, runs: bool = True) -> list[dict[str, A
     ws = workspace if isinstance(workspace, Workspace) else (
         Workspace(workspace) if workspace is not None else Workspace.find())
     s = scan(ws.root)
-    bad = {p.file.split(":")[0] for p in s.problems}
+    bad = {p.file.split(":")[0] for p in s.problems if p.code == "drift"}
+    unreadable = {f"{m.group(1)}@{m.group(2)}": str(p) for p in s.problems if not p.code
+                  and (m := re.match(r"prompts/([^/]+)/v(\d+)\.ya?ml", p.file))}
     shipped: dict[str, list[str]] = {}
     for rel in load_releases(ws.root):
         for ref in rel.prompts:
             shipped.setdefault(ref, []).append(f"{rel.name} v{rel.version}")
-    refs = sorted({*s.prompts, *s.lock["prompts"]},
+    refs = sorted({*s.prompts, *s.lock["prompts"], *unreadable},
                   key=lambda r: (r.split("@")[0], int(r.split("@")[1])))
     latest = _latest_runs(ws.root, {r.split("@")[0] for r in refs}) if runs else {}
     rows = []
     for ref in refs:
         name, v = ref.split("@")
-        e = s.prompts.get(ref) or s.lock["prompts"][ref]
+        e = s.prompts.get(ref) or s.lock["prompts"].get(ref) or {}
         locked = s.lock["prompts"].get(ref)
-        lock = ("deleted" if ref not in s.prompts else "unlocked" if not locked else
-                "drifted" if e["file"] in bad else "locked")
+        lock = ("unreadable" if ref in unreadable else "deleted" if ref not in s.prompts else
+                "unlocked" if not locked else "drifted" if e["file"] in bad else "locked")
         row: dict[str, Any] = {"ref": ref, "prompt": name, "version": int(v),
                                "kind": e.get("kind"), "lock": lock,
-                               "content": short(e["content_hash"])}
+                               "content": short(e["content_hash"]) if e else "-",
+                               "problem": unreadable.get(ref)}
         run = latest.get(ref)
         row.update(run_id=run.info.run_id if run else None,
                    model=run.data.params.get("model") if run else None,
