@@ -136,7 +136,7 @@ def test_transient_failures_past_the_attempts_are_dead_lettered(sb, queue_url):
         s = q.submit("draft", {"facts": {"customer_name": "Ada", "order_id": "A-1",
                                          "order_state": "delivered", "refund_eligible": True,
                                          "refund_amount": 1.5, "policy_version": "1"}}, key="k")
-        q.work(concurrency=2, until_idle=True)
+        assert q.work(concurrency=2, until_idle=True) == 1  # one job finished (dead)
         t = q.trace(s.id)
     assert t["state"] == "dead" and t["error_kind"] == "timeout" and model.total == 3
     assert [a["outcome"] for a in t["attempts"]] == ["retry", "retry", "dead"]

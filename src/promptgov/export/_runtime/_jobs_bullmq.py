@@ -221,7 +221,6 @@ class BullMQBackend:
                 if job.attemptsMade + 1 < int(job.opts.get("attempts") or 1):
                     delay = planned_delay_ms(job.opts.get("backoff"), job.attemptsMade + 1)
                 else:  # the last attempt: BullMQ moves it to failed
-                    done[0] += 1
                     out = out._replace(status="dead")
             await job.log(json.dumps(attempt_record(n, me, started, out, None if delay is None
                                                     else delay / 1000)))
