@@ -20,6 +20,7 @@ _LAZY = {
     "evaluate": "promptgov.eval",
     "EvalResult": "promptgov.eval",
     "compare": "promptgov.eval._compare",
+    "optimize": "promptgov.optimize",
     "check": "promptgov.governance",
     "lock": "promptgov.governance",
     "get_model": "promptgov.model._registry",

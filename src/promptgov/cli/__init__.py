@@ -13,6 +13,7 @@ from promptgov.cli import (
     _export_cmds,  # noqa: F401  (registers export)
     _governance_cmds,  # noqa: F401  (registers approve, revoke, status, release, gate)
     _jobs_cmds,  # noqa: F401  (registers evalset from-jobs)
+    _optimize_cmds,  # noqa: F401  (registers optimize)
     _workspace_cmds,  # noqa: F401  (registers lock, check, ls)
 )
 from promptgov.cli._app import app

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from promptgov.eval._fieldscore import case_counts, field_metrics, same
 from promptgov.governance._policy import Routing
 
 
@@ -21,8 +22,10 @@ def score_case(kind: str, rec: dict[str, Any]) -> None:
         rec["predicted"] = out.get("label") if isinstance(out, dict) else None
         rec["correct"] = out is not None and rec["predicted"] == (exp or {}).get("label")
     elif kind == "extraction":
-        fields = {f: (out is not None and out.get(f) == v) for f, v in (exp or {}).items()}
+        # lists of labels are sets: an unsorted but correct answer is correct
+        fields = {f: (out is not None and same(out.get(f), v)) for f, v in (exp or {}).items()}
         rec["field_correct"] = fields
+        rec["field_counts"] = case_counts(exp or {}, out)
         rec["correct"] = out is not None and all(fields.values())
     else:
         checks = draft_checks(out, rec["input"].get("facts", {}), exp or {})
@@ -119,6 +122,7 @@ def extraction_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
             per_field.setdefault(f, []).append(ok)
     out = {f"field_accuracy.{f}": sum(v) / len(v) for f, v in per_field.items()}
     out["object_match"] = sum(r["correct"] for r in records) / (len(records) or 1)
+    out.update(field_metrics(records))  # per-field P/R/F1 over mentioned values; intent F1
     return out
 
 

@@ -20,7 +20,8 @@ GATE_METRICS: dict[str, str] = {
     "min_accuracy": "accuracy", "max_failure_rate": "failure_rate",
     "max_cost_per_1k_usd": "cost_per_1k_usd", "max_latency_p95_s": "latency_p95_s",
     "max_adversarial_drop": "adversarial_drop", "min_auto_precision": "auto_precision",
-    "min_macro_f1": "macro_f1", "max_ece": "ece", "min_cases": "cases"}
+    "min_macro_f1": "macro_f1", "max_ece": "ece", "min_cases": "cases",
+    "min_field_f1": "field_f1", "min_intent_f1": "intent_micro_f1"}
 """Each numeric gate and the run metric it limits (``min_*``: value >= limit; ``max_*``: <=)."""
 
 

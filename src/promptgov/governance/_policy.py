@@ -64,6 +64,10 @@ class Gates:
     min_auto_precision: float | None = None
     """Classification: accuracy of the answers routed to ``auto_process``."""
     min_macro_f1: float | None = None
+    min_field_f1: float | None = None
+    """Extraction: F1 over the values the inputs mention, pooled over the scalar fields."""
+    min_intent_f1: float | None = None
+    """Extraction: micro-F1 of the label-set fields (intents)."""
     max_ece: float | None = None
     min_cases: int | None = None
     """The run must cover at least this many cases (no approval on a toy evalset)."""

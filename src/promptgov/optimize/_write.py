@@ -1,0 +1,50 @@
+"""Writing a candidate version: ``prompts/<name>/v<N+1>.yaml``, atomically, never over a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promptgov.errors import WorkspaceError
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(d: yaml.SafeDumper, s: str) -> yaml.Node:  # multi-line text as a literal block
+    return d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def write_version(root: Path, body: dict[str, Any], header: str) -> Path:
+    """Write ``body`` (a prompt version as data) to its file; refuses to replace one, and a
+    failure leaves nothing behind. Returns the path."""
+    from promptgov.workspace._prompt import PromptVersion
+
+    d = root / "prompts" / body["name"]
+    path = d / f"v{body['version']}.yaml"
+    if path.exists() or (d / f"v{body['version']}.yml").exists():
+        raise WorkspaceError(path, "already exists (prompt versions are immutable)",
+                             "optimize again: the next free version number is taken")
+    text = header + yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                              width=100)
+    fd, tmp = tempfile.mkstemp(prefix=f".v{body['version']}.", suffix=".yaml.tmp", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.link(tmp, path)  # fails if a concurrent writer took the number: never overwrites
+    finally:
+        os.unlink(tmp)
+    try:
+        PromptVersion.from_file(path)
+    except WorkspaceError:
+        path.unlink()
+        raise
+    return path
