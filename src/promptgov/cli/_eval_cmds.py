@@ -300,7 +300,9 @@ def _log_once(w, r, pv) -> tuple[str, bool]:
 
 _SHORT = {"accuracy": "acc", "macro_f1": "F1", "object_match": "obj match",
           "failure_rate": "fail", "cost_per_1k_usd": "$/1k", "latency_p95_s": "p95 s",
-          "ece": "ECE", "automation_rate": "auto", "auto_precision": "auto prec"}
+          "ece": "ECE", "automation_rate": "auto", "auto_precision": "auto prec",
+          "intent_micro_f1": "intent µF1", "intent_macro_f1": "intent MF1",
+          "field_f1": "slot F1"}
 
 
 def _print_compare(df) -> None:
@@ -308,15 +310,15 @@ def _print_compare(df) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from promptgov.eval._compare import MAIN_METRICS
+    from promptgov.eval._compare import FIELD_F1, MAIN_METRICS
 
     one = {c: df[c].iloc[0] for c in ("evalset", "model") if df[c].nunique() == 1}
     t = Table(title=" · ".join([df.attrs["prompt"], *map(str, one.values())]), box=box.SIMPLE,
               caption="* baseline. Δacc, p (exact McNemar) and 95% CI (bootstrap): paired "
               "by case")
     varying = [c for c in ("evalset", "model") if c not in one]
-    metrics = [c for c in MAIN_METRICS if c in df]
-    for c in ["version", *varying, *(_SHORT[c] for c in metrics),
+    metrics = [c for c in df.columns if c in MAIN_METRICS or c.startswith(FIELD_F1)]
+    for c in ["version", *varying, *(_SHORT.get(c, c.replace(FIELD_F1, "F1 ")) for c in metrics),
               "Δacc", "p", "95% CI", "sig", "run"]:
         t.add_column(c, justify="left" if c in ("version", "evalset", "model", "run")
                      else "right", no_wrap=True)

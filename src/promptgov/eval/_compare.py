@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 # compare() downloads one small table per run: MLflow's per-download progress bar is noise.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-MAIN_METRICS = ("accuracy", "macro_f1", "object_match", "failure_rate", "cost_per_1k_usd",
-                "latency_p95_s", "ece", "automation_rate", "auto_precision")
+MAIN_METRICS = ("accuracy", "macro_f1", "object_match", "intent_micro_f1", "intent_macro_f1",
+                "field_f1", "failure_rate", "cost_per_1k_usd", "latency_p95_s", "ece",
+                "automation_rate", "auto_precision")
 """The run metrics ``compare()`` shows, in this order, where the runs have them."""
+FIELD_F1 = "field_f1."
+"""Extraction runs also show ``field_f1.<field>``, the F1 of each field over mentioned values."""
 
 STAT_COLUMNS = ("accuracy_delta", "n_paired", "mcnemar_p", "ci95_low", "ci95_high",
                 "significant")
@@ -78,6 +81,7 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
                                "evalset": run.data.tags.get("promptgov.evalset", p.get("evalset")),
                                "model": p.get("model")}
         row.update({k: m[k] for k in MAIN_METRICS if k in m})
+        row.update({k: v for k, v in m.items() if k.startswith(FIELD_F1)})
         row["run_id"] = run.info.run_id
         if v != base:
             cases = case_outcomes(c, run.info.run_id)
@@ -102,6 +106,7 @@ def _frame(rows: list[dict[str, Any]], name: str, base: int) -> pd.DataFrame:
     import pandas as pd
 
     present = [k for k in MAIN_METRICS if any(k in r for r in rows)]
+    present += sorted({k for r in rows for k in r if k.startswith(FIELD_F1)})
     cols = ["baseline", "evalset", "model", *present, *STAT_COLUMNS, "run_id"]
     df = pd.DataFrame(rows).set_index("version").reindex(columns=cols)
     df["significant"] = df["significant"].astype(bool)
