@@ -22,8 +22,9 @@ It answers from the request alone (the messages and the response schema), like a
   renormalised. Measured once on the Banking77 triage evalset (``ticket_triage@2``, 10 demos per
   label): kNN alone 0.77, centroid + description 0.76, kNN + description 0.78, all three 0.81;
   k in 5..20, temperatures 0.03..0.08 and other mixtures all give 0.79..0.81, so round values
-  were kept. A single value takes the argmax; a list takes the ``n`` best values, ``n`` being
-  the neighbours' weighted mean number of values (within ``minItems``/``maxItems``).
+  were kept. A single value takes the argmax; a list (multi-label intents) takes every value
+  scoring at least ``LIST_THRESHOLD`` = 0.25, so intents the demos show together pass together
+  (within ``minItems``/``maxItems``).
 * **confidence** (a number field of that name): ``1 / (1 + exp(-(A * margin + B)))`` where
   ``margin = P(best) - P(second)`` of the first enum field: monotonic, so a higher confidence is
   more often right. ``A`` and ``B`` come from one logistic regression of correctness on the

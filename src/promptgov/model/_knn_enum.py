@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptgov.model._embedding import embed
-from promptgov.model._knn_params import W_CENTROID, W_DESCRIPTION, W_KNN, K
+from promptgov.model._knn_params import LIST_THRESHOLD, W_CENTROID, W_DESCRIPTION, W_KNN, K
 from promptgov.model._knn_schema import _MISSING, _NAME_WORDS
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ class _Enum:
     def decide(self, scored: tuple[np.ndarray, float], least: int = 0,
                most: int | None = None) -> tuple[Any, float]:
         """(value, margin) from :meth:`scores`: the best value and its lead over the second.
-        A list takes the ``count`` best values (bounded by ``least``/``most``, in enum order);
+        A list takes the values scoring at least ``LIST_THRESHOLD`` (bounded by
+        ``least``/``most``, in enum order);
         its margin is the lead of the last value taken over the first value left out."""
         p, count = scored
         if not self.multi:
@@ -113,7 +114,9 @@ class _Enum:
                 return self.values[best], 1.0
             second = float(np.partition(p, len(p) - 2)[len(p) - 2])
             return self.values[best], float(p[best]) - second
-        n = max(least, int(round(count)))
+        # every value over the threshold (co-occurring values pass together), within the
+        # list's bounds; at least the best one when the neighbours have any (count >= 0.5)
+        n = max(least, int((p >= LIST_THRESHOLD).sum()), int(round(count) >= 1))
         n = min(n, len(p) if most is None else most)
         order = np.argsort(-p, kind="stable")
         chosen = sorted(order[:n].tolist())
