@@ -29,7 +29,7 @@ PROMPTGOV = str(Path(sys.executable).with_name("promptgov"))
 runner = CliRunner()
 
 TRIAGE_V1 = "prompts/ticket_triage/v1.yaml"
-SUMMARY_OK = ("promptgov check: ok: 4 prompt versions, 2 schemas, 3 evalsets checked against "
+SUMMARY_OK = ("promptgov check: ok: 4 prompt versions, 2 schemas, 4 evalsets checked against "
               "governance/lock.json")
 
 
@@ -276,7 +276,9 @@ def test_unknown_schema_reference(workspace_dir, writes_bytecode):
     r = cli(workspace_dir, "check")
     assert r.code == 1
     assert ("error: prompts/ticket_triage/v3.yaml: ticket_triage@3 references unknown schema "
-            "'nope@1' (fix: known schemas: ticket_extraction@1, ticket_triage@1)") in r.errors
+            "'nope@1' (fix: known schemas: ticket_extraction@1, ticket_triage@1; a schema is a "
+            'pydantic model in schemas/*.py declaring schema_id: ClassVar[str] = "nope@1")'
+            ) in r.errors
     r = cli(workspace_dir, "lock")
     assert r.code == 1
     assert len(r.errors) == 1 and "unknown schema 'nope@1'" in r.errors[0]

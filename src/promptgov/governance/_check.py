@@ -99,9 +99,14 @@ def _scan_content(s: Scan) -> None:
     judged: set[tuple[str, str, str]] = set()
     for ref, entry in sorted(s.prompts.items()):
         c, rel = s.content[ref], entry["file"]
-        for p in c["demo_problems"]:
+        sch = entry.get("schema")
+        shown = [] if sch in s.unreadable else c["demo_problems"]
+        for p in shown[:3]:
             s.problems.append(Problem(rel, f"{ref} {p}", "correct the demo: a demo teaches the "
                                       "model the answer's shape", "invalid_content"))
+        if len(shown) > 3:
+            s.problems.append(Problem(rel, f"{ref}: {len(shown) - 3} more demos do not fit "
+                                      f"schema {sch}", "correct them", "invalid_content"))
         es = entry.get("evalset")
         es_ref = es if es and "@" in es else _latest(s, es)
         if es_ref not in s.evalsets:
@@ -120,8 +125,8 @@ def _scan_content(s: Scan) -> None:
                 "scores it (contamination)", "remove the demo (or the case, as a new evalset "
                 "version): a demo the model is scored on inflates every metric",
                 "contamination"))
-        sch = entry.get("schema")
-        if sch in s.schemas and (es_ref, sch, entry["kind"]) not in judged:
+        if sch in s.schemas and sch not in s.unreadable and \
+                (es_ref, sch, entry["kind"]) not in judged:
             judged.add((es_ref, sch, entry["kind"]))
             _expected(s, es_ref, es_dir, sch, entry["kind"])
 
@@ -222,6 +227,7 @@ def _scan_schemas(s: Scan) -> None:
             changes = diff_schemas(old["json_schema"], e["json_schema"])
             breaking = [c for c in changes if c.breaking]
             if breaking:
+                s.unreadable.add(ref)  # its own problem; content is not judged against it
                 s.problems.append(Problem(
                     e["file"], f"schema {ref} changed in a breaking way under the same version "
                     f"(locked {short(old['hash'])}, now {short(e['hash'])}): "

@@ -55,6 +55,14 @@ def _loc(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(the whole answer)"
 
 
+def _msg(err: dict) -> str:
+    """pydantic's message, with a long enum's every value left out."""
+    if err["type"] in ("literal_error", "enum") and len(err["msg"]) > 120:
+        n = err["msg"].count("'") // 2
+        return f"{err.get('input')!r} is not one of the schema's {n} allowed values"
+    return err["msg"]
+
+
 def demo_problems(pv, model) -> list[str]:
     """One line per demo whose output the response schema (or the label set) refuses."""
     from pydantic import ValidationError
@@ -67,7 +75,7 @@ def demo_problems(pv, model) -> list[str]:
             model.model_validate(d.output)
         except ValidationError as e:
             err = e.errors()[0]
-            out.append(f"demos[{i}].output.{_loc(err['loc'])}: {err['msg']} (schema "
+            out.append(f"demos[{i}].output.{_loc(err['loc'])}: {_msg(err)} (schema "
                        f"{pv.response_schema})")
             continue
         if pv.kind == "classification" and pv.labels and d.output.get("label") not in pv.labels:
@@ -103,7 +111,7 @@ def expected_problems(path: Path, kind: str, model, schema: str, limit: int = 5)
         except ValidationError as e:
             err = e.errors()[0]
             where = "label" if kind == "classification" else _loc(err["loc"])
-            problem = f"expected.{where}: {err['msg']}"
+            problem = f"expected.{where}: {_msg(err)}"
         else:
             continue
         if len(out) < limit:
