@@ -96,7 +96,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise WorkspaceError(path, f"invalid JSON: {e.msg.removesuffix(' at')} at column {e.colno}",
+                msg = e.msg.removesuffix(" at")  # "Invalid control character at"
+                raise WorkspaceError(path, f"invalid JSON: {msg} at column {e.colno}",
                                      "make each line one complete JSON object", line=n) from None
             if "\\u" in line and _has_lone_surrogate(line):
                 raise WorkspaceError(path, "a \\uD800-\\uDFFF escape that is not a valid "
