@@ -365,7 +365,7 @@ def resolve(workspace, prompt, evalset, model, *, model_options: dict | None = N
     ``api_base``) go to :func:`~promptgov.model._registry.get_model` with a model id."""
     from promptgov.workspace import Workspace
 
-    ws = workspace if workspace is not None else Workspace.find()
+    ws = Workspace.of(workspace)  # a Workspace, a path, or None (found)
     pv = ws.prompt(prompt) if isinstance(prompt, str) else prompt
     es_ref = evalset or pv.evalset
     if es_ref is None:

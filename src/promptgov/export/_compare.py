@@ -49,8 +49,7 @@ def compare_package(path: Path | str, workspace: Any = None) -> list[str]:
     from promptgov.export._export import build_contents
     from promptgov.workspace import Workspace
 
-    ws = workspace if isinstance(workspace, Workspace) else (
-        Workspace(workspace) if workspace is not None else Workspace.find())
+    ws = Workspace.of(workspace)
     pkg, have = package_files(path)
     try:
         manifest = json.loads(have[f"{pkg}/manifest.json"])

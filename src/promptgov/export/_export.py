@@ -40,8 +40,7 @@ def export_release(release: str, *, out: Path | str = "dist", workspace: Any = N
     """
     from promptgov.workspace import Workspace
 
-    ws = workspace if isinstance(workspace, Workspace) else (
-        Workspace(workspace) if workspace is not None else Workspace.find())
+    ws = Workspace.of(workspace)
     c = build_contents(release, ws)
     _self_check(c)
     data = _wheel.build(c.distribution, c.version, c.files, summary=c.summary,

@@ -536,10 +536,6 @@ def lock(root: Any = None) -> tuple[list[str], list[Problem]]:
 
 
 def _root(ws: Any) -> Path:
-    if ws is None:
-        from promptgov.workspace import Workspace
+    from promptgov.workspace import Workspace
 
-        return Workspace.find().root
-    if isinstance(ws, str | Path):  # (a Path has a `.root` too: "/")
-        return Path(ws)
-    return Path(ws.root)
+    return Workspace.of(ws).root

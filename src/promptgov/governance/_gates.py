@@ -129,8 +129,7 @@ def gate(release: str, *, model: str | None = None, workspace: Any = None,
     from promptgov.governance._releases import load_release
     from promptgov.workspace import Workspace
 
-    ws = workspace if isinstance(workspace, Workspace) else (
-        Workspace(workspace) if workspace is not None else Workspace.find())
+    ws = Workspace.of(workspace)
     rel = load_release(ws.root, release)
     policy = _locked_policy(ws.root, read_lock(ws.root))
     results = []

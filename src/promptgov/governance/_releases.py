@@ -274,8 +274,7 @@ def release(name: str, prompts: list[str], *, description: str | None = None,
     from promptgov.governance._lock import write_text_atomic
     from promptgov.workspace import Workspace
 
-    ws = workspace if isinstance(workspace, Workspace) else (
-        Workspace(workspace) if workspace is not None else Workspace.find())
+    ws = Workspace.of(workspace)
     if not _NAME.fullmatch(name):
         raise ValueError(f"release name {name!r}: use lower-case letters, digits, - and _")
     refs = tuple(sorted(prompts))

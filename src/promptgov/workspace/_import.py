@@ -59,8 +59,7 @@ def evalset_from_frame(df, name: str, *, input: list[str], expected: list[str], 
     from promptgov.workspace._evalset import Case, Manifest, write_evalset
     from promptgov.workspace._scaffold import _check_name
 
-    ws = workspace if isinstance(workspace, Workspace) else (
-        Workspace(workspace) if workspace is not None else Workspace.find())
+    ws = Workspace.of(workspace)
     _check_name(name, "evalsets")
     cols = [*input, *expected, *([id] if id else [])]
     missing = [c for c in cols if c not in df.columns]

@@ -249,6 +249,4 @@ count: 0                  # number of lines of cases.jsonl; `check` verifies it
 def _ws(workspace):
     from promptgov.workspace import Workspace
 
-    if isinstance(workspace, Workspace):
-        return workspace
-    return Workspace(workspace) if workspace is not None else Workspace.find()
+    return Workspace.of(workspace)

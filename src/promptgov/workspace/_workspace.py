@@ -46,6 +46,14 @@ class Workspace:
         raise WorkspaceError(here, "no promptgov workspace here or above (no prompts/ folder)",
                              "cd into a workspace or set PROMPTGOV_WORKSPACE")
 
+    @classmethod
+    def of(cls, workspace: Workspace | Path | str | None) -> Workspace:
+        """The one conversion every ``workspace=`` argument goes through: a Workspace as it
+        is, a path as the workspace rooted there, None as :meth:`find` finds it."""
+        if isinstance(workspace, Workspace):
+            return workspace
+        return cls(workspace) if workspace is not None else cls.find()
+
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
