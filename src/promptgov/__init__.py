@@ -48,3 +48,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'promptgov' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names too (loaded on first use), so `dir(pg)` and completion list them."""
+    return sorted({*globals(), *__all__})
