@@ -81,21 +81,25 @@ def build_triage(data: Path) -> None:
         [{"id": f"b77-{i:04d}", "input": {"text": t}, "expected": {"label": lab}}
          for i, (lab, t) in enumerate(test)])
     # The train pool an optimizer draws demos from: every other query, disjoint from the
-    # evalset above by text (compared case- and space-insensitively, across labels too).
-    seen = {" ".join(t.casefold().split()) for _, t in test}
+    # evalset above as `promptgov lock` judges demos: no input equal or nearly equal (case,
+    # whitespace and punctuation aside) to a case's, across labels too.
+    from promptgov.governance._content import input_keys
+
+    seen = {k for _, t in test for k in input_keys({"text": t})}
     pool = []
     for label in labels:
         texts = sorted(set(by_label[label]))
         rng_l = random.Random(f"{SEED}:{label}")
         rng_l.shuffle(texts)
-        pool += [(label, t) for t in texts if " ".join(t.casefold().split()) not in seen]
+        pool += [(label, t) for t in texts if not seen & set(input_keys({"text": t}))]
     rng.shuffle(pool)
     write_evalset("ticket_triage_train", {
-        "version": 1,
+        "version": 2,
         "description": "Banking77 train pool: every query not in the ticket_triage evalset, for "
-                       "demo selection by `promptgov optimize`; never for judging.",
+                       "demo selection by `promptgov optimize`; never for judging. v2: near "
+                       "duplicates of evalset cases (punctuation aside) removed too.",
         "source": ATTRIBUTION + B77_CITE + " Drawn from train.csv; disjoint from the "
-                  "ticket_triage evalset (by text).",
+                  "ticket_triage evalset (no input equal or nearly equal to a case's).",
         "license": "CC-BY-4.0", "split": "train"},
         [{"id": f"b77-train-{i:05d}", "input": {"text": t}, "expected": {"label": lab}}
          for i, (lab, t) in enumerate(pool)])

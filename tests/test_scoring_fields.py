@@ -1,5 +1,5 @@
 """Extraction scored the way the field reports it, checked against scikit-learn on generated
-cases: per-field precision/recall/F1 over mentioned values, intents micro/macro-F1, lists as sets."""
+cases: per-field precision/recall/F1 over mentioned values, intent micro/macro-F1, label sets."""
 
 from __future__ import annotations
 

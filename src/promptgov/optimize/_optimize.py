@@ -72,18 +72,21 @@ class OptimizeResult:
 
 
 def check_disjoint(train, evalset) -> None:
-    """Refuse a trainset that shares a case id or an input with ``evalset``."""
-    from promptgov.hashing import content_hash
+    """Refuse a trainset that shares a case id, or an input equal or nearly equal (case,
+    whitespace and punctuation aside, as ``promptgov lock`` judges demos) with ``evalset``."""
+    from promptgov.governance._content import input_keys
 
-    def key(c) -> str:
-        return content_hash({k: " ".join(v.casefold().split()) if isinstance(v, str) else v
-                             for k, v in c.input.items()})
-
-    by_input = {key(c): c.id for c in evalset.cases}
+    by_input: dict[str, str] = {}
+    for c in evalset.cases:
+        for k in input_keys(c.input):
+            by_input.setdefault(k, c.id)
     ids = {c.id for c in evalset.cases}
-    clash = [(c.id, c.id) for c in train.cases if c.id in ids]
-    clash += [(c.id, by_input[k]) for c in train.cases
-              if c.id not in ids and (k := key(c)) in by_input]
+    clash = []
+    for c in train.cases:
+        hit = c.id if c.id in ids else next(
+            (by_input[k] for k in input_keys(c.input) if k in by_input), None)
+        if hit is not None:
+            clash.append((c.id, hit))
     if clash:
         shown = ", ".join(f"{a}" + (f" (= {b})" if a != b else "") for a, b in clash[:10])
         raise TrainsetOverlap(

@@ -59,6 +59,8 @@ class Caller:
         self.schema_model, self.schema_json = schema_model, schema_json
         self.outs = output_fields(pv, schema_json)
         self.calls = 0
+        self.base_instructions: str | None = None
+        """The parent's instructions as the DSPy signature holds them (set by the predictor)."""
         self._lock = threading.Lock()
         self._candidates: OrderedDict[tuple, tuple[list, PromptVersion]] = OrderedDict()
 
@@ -80,7 +82,7 @@ class Caller:
                 return hit[1]
         data = [to_demo(d, self.pv, self.outs) for d in demos]
         body = {**self.pv.model_dump(mode="json"), "demos": data}
-        if instructions is not None and instructions != rendered_system(self.pv):
+        if instructions is not None and instructions != self.base_instructions:
             body["system"] = as_template(instructions)
         pv = PromptVersion.model_validate(body)
         with self._lock:
@@ -132,6 +134,8 @@ class PromptPredictor(dspy.Predict):
         super().__init__(dspy.make_signature(fields, rendered_system(pv),
                                              signature_name="PromptVersion"))
         self.caller = caller
+        if caller.base_instructions is None:
+            caller.base_instructions = self.signature.instructions
         self.demos = [to_example(d.input, d.output, pv, caller.outs) for d in pv.demos]
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
