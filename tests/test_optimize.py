@@ -183,3 +183,38 @@ def test_a_real_model_id_through_the_loopback_server(workspace_dir, openai_serve
     demo_texts = {d.input["text"] for d in pv.demos}
     last = bodies[-1]["messages"]
     assert {m["content"].split("\n", 1)[1] for m in last[1:-1:2]} == demo_texts
+
+
+def test_copro_proposes_instructions_through_the_loopback_server(
+        workspace_dir, openai_server: OpenAIServer, monkeypatch):  # noqa: F811
+    """An instruction proposer with a real model id: COPRO asks the (scripted) model for new
+    instructions, scores them, and the candidate's system message is the winner."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    w = pg.Workspace(workspace_dir)
+    pool = w.evalset("ticket_triage_train")
+    small = [c for c in pool.cases if c.expected["label"] in ("card_arrival", "pin_blocked")][:20]
+    write_evalset(workspace_dir / "evalsets" / "small_train", Manifest(
+        name="small_train", version=1, source="test", license="CC-BY-4.0", split="train",
+        count=len(small)), list(small))
+    truth = {c.input["text"]: c.expected["label"] for c in small}
+    better = "Classify the banking message. Think about cards that have not arrived."
+
+    def responder(body):
+        msgs = body["messages"]
+        if "proposed_instruction" in msgs[0]["content"]:  # COPRO's proposal call (ChatAdapter)
+            return ("[[ ## proposed_instruction ## ]]\n" + better + "\n\n"
+                    "[[ ## proposed_prefix_for_output_field ## ]]\nLabel:\n\n"
+                    "[[ ## completed ## ]]")
+        text = msgs[-1]["content"].split("\n", 1)[1]
+        right = better in msgs[0]["content"]  # the scripted model does better with it
+        label = truth.get(text, "card_arrival") if right else "card_arrival"
+        return json.dumps({"label": label, "confidence": 0.9})
+
+    openai_server.responder = responder
+    r = optimize("ticket_triage@1", trainset="small_train", workspace=w, model="openai/scripted",
+                 api_base=openai_server.base_url, optimizer="copro", val_size=10, track=False,
+                 evaluate_candidate=False)
+    pv = w.prompt(r.candidate)
+    assert pv.system == better and pv.provenance.optimizer == "copro"
+    assert pv.demos == w.prompt("ticket_triage@1").demos  # demos untouched
+    assert r.val_scores["candidate"] > r.val_scores["parent"]
