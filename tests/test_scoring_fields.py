@@ -119,3 +119,34 @@ def test_a_failed_case_misses_every_gold_item():
     assert m["intent_micro_f1"] == 0.0 and m["field_recall"] == 0.0
     assert m["object_match"] == 0.0 and m["failure_rate"] == 1.0
     assert not math.isnan(m["field_f1"])
+
+
+def test_extraction_gates_read_the_f1_metrics(workspace):
+    from promptgov.governance._gates import check_gates
+    from promptgov.governance._policy import Gates, load_policy
+
+    gates = load_policy(workspace.root).gates.for_prompt("ticket_extraction", "extraction")
+    assert (gates.min_field_f1, gates.min_intent_f1) == (0.80, 0.80)
+    checks = {c.gate: c for c in check_gates(
+        Gates(min_field_f1=0.8, min_intent_f1=0.5),
+        {"field_f1": 0.79, "intent_micro_f1": 0.5, "intent_macro_f1": 0.99})}
+    assert not checks["min_field_f1"].passed and checks["min_field_f1"].metric == "field_f1"
+    assert checks["min_intent_f1"].passed and checks["min_intent_f1"].metric == "intent_micro_f1"
+
+
+def test_compare_shows_extraction_f1_per_field(workspace_dir, mlflow_template):
+    import shutil
+
+    import promptgov as pg
+
+    (workspace_dir / ".promptgov").mkdir()
+    shutil.copy(mlflow_template, workspace_dir / ".promptgov" / "mlflow.db")
+    w = pg.Workspace(workspace_dir)
+    r = pg.evaluate("ticket_extraction@1", workspace=w)
+    df = pg.compare("ticket_extraction", workspace=w)
+    row = df.loc[1]
+    for k in ("intent_micro_f1", "intent_macro_f1", "field_f1", "field_f1.amount",
+              "field_f1.person", "object_match"):
+        assert row[k] == pytest.approx(r.metrics[k]), k
+    assert r.metrics["intent_micro_f1"] == pytest.approx(0.487, abs=1e-3)  # README figure
+    assert r.metrics["field_f1"] == pytest.approx(0.667, abs=1e-3)

@@ -194,6 +194,8 @@ def optimize(prompt: Any, *, trainset: str, evalset: str | None = None,
             best, trials = _run(optimizer, opt_settings, student, train, valset, metric_fn,
                                 label_field, seed, lm)
         pred = best.predict
+        if optimizer in INSTRUCTION_OPTIMIZERS and not pred.demos:
+            pred.demos = list(student.predict.demos)  # instructions only: keep the parent's
         demos = apply_budget(list(pred.demos), label_field=label_field,
                              demos_per_label=per_label, max_prompt_tokens=None,
                              fixed_tokens=None)
@@ -273,7 +275,6 @@ def _run(optimizer, settings, student, train, valset, metric_fn, label_field, se
 
     from promptgov.optimize._select import HerdingFewShot
 
-    random.seed(seed)  # DSPy's optimizers draw from `random` in places; pin it
     if optimizer == "herding":
         opt = HerdingFewShot(metric=metric_fn, label_field=label_field, seed=seed, **settings)
         best = opt.compile(student, trainset=train, valset=valset)
@@ -301,8 +302,8 @@ def _run(optimizer, settings, student, train, valset, metric_fn, label_field, se
     opt = tp.MIPROv2(metric=metric_fn, prompt_model=lm, task_model=lm, seed=seed, **settings)
     with dspy.context(lm=lm):
         best = opt.compile(student, trainset=train, valset=valset, requires_permission_to_run=False)
-    trials = [{"trial": t.get("num_trials", i), "score": t.get("score")}
-              for i, t in enumerate(getattr(best, "trial_logs", {}).values())
+    trials = [{"trial": i, "score": t.get("full_eval_score", t.get("mb_score"))}
+              for i, t in sorted((getattr(best, "trial_logs", None) or {}).items())
               if isinstance(t, dict)]
     return best, trials
 
