@@ -40,13 +40,17 @@ _LAZY = {
     "PromptgovError": "promptgov.errors",
     "GateFailed": "promptgov.errors",
 }
+_SUBMODULES = ("plot",)
+"""Modules a notebook reaches as attributes: ``pg.plot.pareto(...)``."""
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"promptgov.{name}")
     raise AttributeError(f"module 'promptgov' has no attribute {name!r}")
 
 
