@@ -45,11 +45,51 @@ def _load(text: str) -> Any:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is not None and "*" in text:  # no `*`, no alias: skip the walk
+        if node is None:
+            return None
+        if "*" in text:  # no `*`, no alias: skip the walk
             _no_alias(node)
-        return loader.construct_document(node) if node is not None else None
+        try:
+            return _construct(node, loader)
+        except _Unusual:
+            return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+_STR, _SEQ, _MAP = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
+
+
+class _Unusual(Exception):
+    """A node the fast constructor leaves to PyYAML's (merge keys, !!set, !!binary...)."""
+
+
+def _construct(node: yaml.Node, loader: Any) -> Any:
+    """What ``loader.construct_document(node)`` gives for an alias-free document of plain
+    maps, lists and scalars, without PyYAML's generic machinery (a third of a prompt file's
+    load time). Scalars other than strings go through the safe constructor's own functions, so
+    every value (ints, floats, bools, nulls, timestamps) is exactly the safe loader's."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == _STR:
+            return node.value
+        fn = loader.yaml_constructors.get(node.tag)
+        if fn is None or node.tag == "tag:yaml.org,2002:binary":
+            raise _Unusual
+        return fn(loader, node)
+    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        return [_construct(n, loader) for n in node.value]
+    if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+        out = {}
+        for k, v in node.value:
+            if k.tag == "tag:yaml.org,2002:merge":
+                raise _Unusual
+            key = _construct(k, loader)
+            try:
+                out[key] = _construct(v, loader)
+            except TypeError:  # an unhashable key: the safe loader's error
+                raise _Unusual from None
+        return out
+    raise _Unusual
 
 
 def _no_alias(root: yaml.Node) -> None:
