@@ -306,3 +306,27 @@ def test_draft_without_facts_invents_nothing():
     assert not re.search(r"\d", reply)
     assert reply.startswith("Hello,")
     assert len(draft_reply("- note: " + "x" * 2000)) <= 600
+
+
+def test_a_messages_own_today_line_is_its_reference_date_and_not_its_text():
+    """A prompt's ``today`` variable renders ``Today is YYYY-MM-DD.``: relative dates resolve
+    against it, and the date itself is never the extracted date."""
+    from promptgov.model import Request
+    from promptgov.model._knn import KnnModel
+
+    schema = {"type": "object", "required": ["date"], "properties": {"date": {
+        "anyOf": [{"type": "string"}, {"type": "null"}], "description": "YYYY-MM-DD"}}}
+    demos = [("it came 4 weeks ago", "2022-02-15"), ("where is my card", None)]
+    m = KnnModel()
+
+    def ask(today: str, text: str):
+        msgs = ({"role": "system", "content": "Extract the date."},)
+        for said, answer in demos:
+            msgs += ({"role": "user", "content": f"Today is 2022-03-15.\nMessage:\n{said}"},
+                     {"role": "assistant", "content": json.dumps({"date": answer})})
+        msgs += ({"role": "user", "content": f"Today is {today}.\nMessage:\n{text}"},)
+        return json.loads(m.complete(Request(messages=msgs, response_schema=schema)).text)
+
+    assert ask("2026-01-10", "I paid 3 days ago") == {"date": "2026-01-07"}
+    assert ask("2022-03-15", "I paid 3 days ago") == {"date": "2022-03-12"}
+    assert ask("2026-01-10", "where is my card") == {"date": None}

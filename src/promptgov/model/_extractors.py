@@ -112,6 +112,22 @@ def reference_date(text: str) -> date | None:
         return None
 
 
+_REF_LINE = re.compile(r"^[ \t]*(?:today is|today's date is|the date is)[ \t]*(\d{4}-\d{2}-\d{2})"
+                       r"\.?[ \t]*(?:\n|$)", re.I | re.M)
+
+
+def split_reference(text: str) -> tuple[str, date | None]:
+    """A message's own reference date: a whole line ``Today is YYYY-MM-DD.`` (what a prompt's
+    ``today`` variable renders), removed from the text, and that date; else ``(text, None)``."""
+    m = _REF_LINE.search(text)
+    if m is None:
+        return text, None
+    try:
+        return text[:m.start()] + text[m.end():], date.fromisoformat(m.group(1))
+    except ValueError:
+        return text, None
+
+
 def reference_time(text: str) -> tuple[int, int] | None:
     """The time a prompt says it is now (``it is 09:00``), else ``None``."""
     m = _REF_TIME.search(text)

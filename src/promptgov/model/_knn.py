@@ -32,11 +32,13 @@ It answers from the request alone (the messages and the response schema), like a
 * **Other fields** by type-driven extractors on the final user message
   (:mod:`promptgov.model._extractors`): amounts, numbers, integers, dates (relative words are
   resolved against ``Today is YYYY-MM-DD`` in the system message or the field description),
-  times, ids. Strings without an extractor (a person, a company) take a value only when a demo
-  cue finds one: a demo answer's value that appears in the message, or the two words that
-  preceded a value in a demo followed by the same number of words. Nullable fields get null
-  when nothing is found; a required, non-nullable field falls back to the k-NN majority of the
-  demos' values, then to the type's empty value.
+  times, ids (a user message's own ``Today is YYYY-MM-DD.`` line, what a prompt's ``today``
+  variable renders, is that message's reference date and is not read as text). Strings without
+  an extractor (a person, a company) take a value only when a demo cue finds one: a demo
+  answer's value that appears in the message, or the two words that preceded a value in a demo
+  followed by the same number of words. Nullable fields get null when nothing is found; a
+  required, non-nullable field falls back to the k-NN majority of the demos' values, then to the
+  type's empty value.
 * **No response schema** (a plain-text draft): a deterministic reply built only from the
   ``- key: value`` facts of the final user message (greeting by name, order and state, refund
   amount exactly as given), at most 600 characters.
@@ -71,6 +73,7 @@ from promptgov.model._embedding import _get_encoding as _get_encoding
 from promptgov.model._embedding import embed as embed
 from promptgov.model._embedding import load_embedder as load_embedder
 from promptgov.model._embedding import token_count as token_count
+from promptgov.model._extractors import split_reference
 from promptgov.model._knn_params import CACHE_SIZE as CACHE_SIZE
 from promptgov.model._knn_params import CONFIDENCE_BIAS as CONFIDENCE_BIAS
 from promptgov.model._knn_params import CONFIDENCE_SLOPE as CONFIDENCE_SLOPE
@@ -170,7 +173,8 @@ class KnnModel:
                 raise BadRequest("local/knn: response_schema must be a JSON Schema object",
                                  model=MODEL_ID)
             plan = prep.plan(schema)
-            ctx = _Ctx(plan, prep.strip_template(final))
+            core, today = split_reference(final)  # a `today` variable's line: the date, not text
+            ctx = _Ctx(plan, prep.strip_template(core), today)
             text = json.dumps(plan.fill(ctx), ensure_ascii=False)
         usage = Usage(prompt_tokens=prep.fixed_tokens + token_count(final) + 3,
                       completion_tokens=token_count(text))

@@ -100,8 +100,11 @@ class _Plan:
         default = {"string": "", "number": 0.0, "integer": 0, "boolean": False}.get(
             t if isinstance(t, str) else "")
 
-        def fill(ctx, extractor=extractor):
-            v = extractor(ctx.text) if extractor else None
+        dated = getattr(extractor, "dated", False)
+
+        def fill(ctx, extractor=extractor, dated=dated):
+            v = extractor(ctx.text, ctx.today) if dated else \
+                extractor(ctx.text) if extractor else None
             if v is not None and _fits(v, node):
                 return v
             if nullable:
@@ -115,7 +118,11 @@ class _Plan:
         if t == "string":
             if fmt == "date" or words & {"date", "day"} or "YYYY-MM-DD" in about:
                 today = ex.reference_date(about) or self.today
-                return lambda s: ex.extract_date(s, today)
+
+                def date_of(s, own=None):  # own: the message's `Today is` line, if it has one
+                    return ex.extract_date(s, own or today)
+                date_of.dated = True
+                return date_of
             if fmt == "time" or "time" in words or "HH:MM" in about:
                 now = ex.reference_time(about) or self.now
                 return lambda s: ex.extract_time(s, now)
@@ -135,10 +142,10 @@ class _Plan:
 class _Ctx:
     """The per-call state: the message, its embedding and its similarity to every demo."""
 
-    __slots__ = ("text", "sims", "ex", "plan", "_scored", "_decided")
+    __slots__ = ("text", "today", "sims", "ex", "plan", "_scored", "_decided")
 
-    def __init__(self, plan: _Plan, text: str):
-        self.text = text
+    def __init__(self, plan: _Plan, text: str, today=None):
+        self.text, self.today = text, today
         self.plan = plan
         self.sims = plan.M @ _embed_one(text) if len(plan.M) else plan.M[:, 0]
         self.ex = np.exp(self.sims * (1.0 / TEMPERATURE))

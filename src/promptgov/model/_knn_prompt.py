@@ -52,7 +52,7 @@ class _Prepared:
         self.demos_out: list[Any] = []
         for a, b in zip(fixed, fixed[1:], strict=False):
             if a["role"] == "user" and b["role"] == "assistant":
-                demos_in.append(a["content"])
+                demos_in.append(ex.split_reference(a["content"])[0])
                 try:
                     self.demos_out.append(json.loads(b["content"]))
                 except ValueError:
