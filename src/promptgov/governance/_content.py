@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 _MODELS: dict[tuple[str, str], Any] = {}
-_WS = re.compile(r"\s+")
 _PUNCT = re.compile(r"[^\w\s]+")
 
 
@@ -36,14 +35,14 @@ def schema_model(file: Path | str, ref: str):
 
 
 def _norm(text: str) -> str:
-    return _WS.sub(" ", text.casefold()).strip()
+    return " ".join(text.casefold().split())
 
 
 def input_keys(inputs: dict[str, Any]) -> tuple[str, str]:
     """(exact, near) keys of a case or demo input: hashes of its values normalised for case
     and whitespace, and additionally without punctuation."""
     exact = "\x1f".join(f"{k}={_norm(str(v))}" for k, v in sorted(inputs.items()))
-    near = _WS.sub(" ", _PUNCT.sub(" ", exact.replace("\x1f", " "))).strip()
+    near = " ".join(_PUNCT.sub(" ", exact.replace("\x1f", " ")).split())
     return _h(exact), _h(near)
 
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptgov.governance._lock import tooling, write_json_atomic
+from promptgov.governance._lock import tooling, write_text_atomic
 
 DERIVED_FILE = ".promptgov/derived.json"
 _KINDS = ("schemas", "evalsets", "prompts", "pairs", "expected")
@@ -62,5 +62,6 @@ class Derived:
                   for k in _KINDS}
         if not self.dirty and pruned == self.data:
             return
-        with contextlib.suppress(OSError):
-            write_json_atomic(self.path, {"tooling": tooling(), **pruned})
+        with contextlib.suppress(OSError):  # machine state: compact, not for reading
+            write_text_atomic(self.path, json.dumps({"tooling": tooling(), **pruned},
+                                                    separators=(",", ":")))
