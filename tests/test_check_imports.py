@@ -69,3 +69,15 @@ def test_failing_check_imports_nothing_heavy(workspace_dir: Path):
     res = run_probe(["check", "-w", str(workspace_dir)])
     assert res["code"] == 1
     assert res["heavy"] == []
+
+
+def test_warm_check_imports_not_even_pydantic_or_yaml(workspace_dir: Path):
+    """On a workspace this machine has checked before (local state in .promptgov/), `check`
+    parses nothing: not even pydantic, PyYAML or jinja2 is imported."""
+    assert run_probe(["check", "-w", str(workspace_dir)])["code"] == 0  # warms the state
+    p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["check", "-w",
+                                                                  str(workspace_dir)]),
+                        json.dumps([*HEAVY, "pydantic", "yaml", "jinja2"])],
+                       capture_output=True, text=True, timeout=120)
+    res = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("PROBE ")][-1][6:])
+    assert res == {"code": 0, "heavy": []}, res
