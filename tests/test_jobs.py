@@ -323,3 +323,22 @@ def test_evalset_from_jobs_bad_store_is_one_line(workspace_dir, tmp_path):
         assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1, r.output
         assert r.stderr.startswith("error: ") and msg in r.stderr
     assert not (workspace_dir / "evalsets" / "ticket_triage-prod").exists()
+
+
+def test_a_worker_missing_its_models_extra_stops_at_once_with_one_line(jobs_site, tmp_path):
+    import subprocess
+    import sys
+
+    from support.jobs_package import env
+
+    code = ("import runpy, sys; sys.modules['litellm'] = None; "  # as if not installed
+            "runpy.run_module('support_bot', run_name='__main__', alter_sys=True)")
+    q = f"sqlite:///{tmp_path / 'jobs.db'}"
+    r = subprocess.run([sys.executable, "-c", code, "submit", "triage", '{"text": "x"}', "-k",
+                        "a", "-q", q], capture_output=True, text=True, env=env(jobs_site))
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", code, "worker", "--model", "openai/gpt-4o-mini",
+                        "-q", q], capture_output=True, text=True, env=env(jobs_site), timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "error: model 'openai/gpt-4o-mini' needs LiteLLM, which is not installed (fix: install "
+        "support_bot with its [providers] extra)"]

@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _models
-from ._errors import Error, InvalidOutput, ModelError, RenderError
+from ._errors import ConfigurationError, Error, InvalidOutput, ModelError, RenderError
 from ._hashing import canonical_json
 from ._usage import collect
 
@@ -145,6 +145,21 @@ def prepare(bundle: Bundle, function: str, inputs: Any, key: str) -> dict[str, A
     h = bundle.manifest["prompts"][ref]["content_hash"]
     return {"id": job_id(key, inputs, h), "function": function, "prompt": ref,
             "prompt_hash": h, "key": key, "input": inputs}
+
+
+def preflight(bundle: Bundle) -> None:
+    """Raise :class:`ConfigurationError` now, before a worker takes a job, if a prompt's model
+    cannot be used (an extra missing): a misconfigured deploy stops with one line and its fix
+    instead of failing every job."""
+    for p in bundle.prompts.values():
+        adapter = _models.current(str(p.model.get("id", "local/knn")))
+        if isinstance(adapter, _models._LiteLLM):
+            try:
+                import litellm  # noqa: F401
+            except ImportError:
+                raise ConfigurationError(
+                    f"model {adapter.id!r} needs LiteLLM, which is not installed (fix: install "
+                    f"{bundle.package} with its [providers] extra)") from None
 
 
 def model_name(bundle: Bundle, ref: str) -> str:

@@ -10,8 +10,9 @@ lost its lock cannot complete the job (BullMQ checks the lock token).
 
 Each attempt appends one JSON record to the job's log when it ends (outcome, error, model,
 tokens, cost, latency): with the job's fields, that is the trace; an attempt BullMQ started
-(``attemptsStarted``) that left no record was lost with its worker. Transient failures are thrown as errors
-(BullMQ retries them after the backoff), permanent ones as ``UnrecoverableError``.
+(``attemptsStarted``) that left no record was lost with its worker. Transient failures are
+thrown as errors (BullMQ retries them after the backoff), permanent ones as
+``UnrecoverableError``.
 """
 
 from __future__ import annotations

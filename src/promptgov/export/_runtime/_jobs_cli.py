@@ -79,6 +79,9 @@ def _worker(q: Any, args: argparse.Namespace) -> int:
         print("stopping: finishing the jobs in hand (again to quit at once)", file=sys.stderr)
         stop.set()
 
+    from ._jobs import preflight
+
+    preflight(q.bundle)  # a missing extra: one line now, not a failure per job
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     print(f"worker on {q.status()['queue']}: {args.concurrency} at a time", file=sys.stderr,

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._jobs import JobError, JobFailed, JobOptions, Submitted, job_id, prepare
+from ._jobs import JobError, JobFailed, JobOptions, Submitted, job_id, preflight, prepare
 from ._usage import note as note_usage
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ class Queue:
         ``until_idle``, no job is left to run); the number of jobs finished."""
         if concurrency < 1:
             raise JobError(f"concurrency {concurrency}: run at least 1 job at a time")
+        preflight(self.bundle)
         return self.backend.work(concurrency, stop or threading.Event(), until_idle)
 
     def close(self) -> None:
