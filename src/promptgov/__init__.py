@@ -18,6 +18,7 @@ from promptgov._version import __version__
 _LAZY = {
     "Workspace": "promptgov.workspace",
     "evaluate": "promptgov.eval",
+    "estimate": "promptgov.eval._estimate",
     "EvalResult": "promptgov.eval",
     "compare": "promptgov.eval._compare",
     "optimize": "promptgov.optimize",
