@@ -342,3 +342,19 @@ def test_a_worker_missing_its_models_extra_stops_at_once_with_one_line(jobs_site
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         "error: model 'openai/gpt-4o-mini' needs LiteLLM, which is not installed (fix: install "
         "support_bot with its [providers] extra)"]
+
+
+def test_the_wheel_ships_the_job_runtime_and_its_bullmq_extra(jobs_site):
+    import zipfile
+
+    wheel = next((jobs_site.parent / "dist").glob("support_bot-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read("support_bot-1.dist-info/METADATA").decode()
+        manifest = json.loads(z.read("support_bot/manifest.json"))
+        names = set(z.namelist())
+    assert "Provides-Extra: bullmq" in meta
+    assert 'Requires-Dist: bullmq<4,>=3.4; extra == "bullmq"' in meta or \
+        'Requires-Dist: bullmq>=3.4,<4; extra == "bullmq"' in meta
+    for f in ("jobs.py", "_jobs.py", "_jobs_sqlite.py", "_jobs_bullmq.py", "_jobs_cli.py",
+              "_usage.py"):
+        assert f"support_bot/{f}" in names and f in manifest["files"]

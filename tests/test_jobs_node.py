@@ -73,7 +73,9 @@ def test_a_node_bullmq_producer_and_our_worker(sb, redis_url):
                                     "label": "card_arrival",
                                     "confidence": 0.9 if i % 2 else 0.7, "error": None}
         assert x["attemptsMade"] == (2 if i == 3 else 1)
-        assert traces[x["id"]]["key"] == key and traces[x["id"]]["function"] == "triage"
+        t = traces[x["id"]]
+        assert (t["key"], t["function"], t["prompt"], t["prompt_hash"]) == \
+            (key, "triage", "ticket_triage@2", h)
     assert len(calls) == 21  # the duplicate ran nothing; job 3 ran twice
     retry = traces[results[3]["id"]]["attempts"][0]
     assert retry["outcome"] == "retry" and 0.05 <= retry["delay_s"] <= 0.1  # Node's jitter

@@ -138,9 +138,12 @@ class BullMQBackend:
         result = job.returnvalue if state == "completed" else None
         kind, _, err = (job.failedReason or "").partition(": ")
         fns = functions(self.bundle) if self.bundle is not None else {}
+        ref = data.get("prompt") or fns.get(job.name)  # a Node producer names the function only
+        h = data.get("prompt_hash") or (self.bundle.manifest["prompts"][ref]["content_hash"]
+                                        if ref in fns.values() else None)
         return summarise({
-            "id": job.id, "function": job.name, "prompt": data.get("prompt") or fns.get(job.name),
-            "prompt_hash": data.get("prompt_hash"), "key": data.get("key"),
+            "id": job.id, "function": job.name, "prompt": ref, "prompt_hash": h,
+            "key": data.get("key"),
             "input": data.get("input"), "state": state, "result": result,
             "route": result.get("action") if isinstance(result, dict) else None,
             "error_kind": (kind or None) if err else ("error" if kind else None),
