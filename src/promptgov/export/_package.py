@@ -24,13 +24,14 @@ from promptgov.errors import WorkspaceError
 from promptgov.export._render_check import check_user_template, template_attributes
 from promptgov.export._runtime import RUNTIME_FILES
 from promptgov.export._runtime._hashing import bytes_hash, content_hash
+from promptgov.export._vendor import vendored
 
 FUNCTIONS = {"extraction": "extract", "classification": "triage", "draft": "draft"}
 """The function an exported package offers for each task kind."""
 SCHEMA_IMPORTS = {"pydantic", "pydantic_core", "typing_extensions", "annotated_types"}
 """What an embedded schema file may import besides the standard library."""
 REQUIRES = ["pydantic>=2,<3"]
-EXTRAS = {"providers": ["litellm>=1.60"], "offline": [f"promptgov=={__version__}"],
+EXTRAS = {"providers": ["litellm>=1.60"], "offline": ["wordllama>=0.4,<0.5", "numpy>=1.26"],
           "bullmq": ["bullmq>=3.4,<4"]}
 
 
@@ -103,6 +104,7 @@ def contents(ws, release, approvals: dict[str, Any], routing: Any, retry: Any) -
     runtime = resources.files("promptgov.export._runtime")
     for name in RUNTIME_FILES:
         files[name] = runtime.joinpath(name).read_bytes()
+    files.update(vendored())  # local/knn for the [offline] extra
     files["py.typed"] = b""
     manifest: dict[str, Any] = {
         "manifest_version": 1, "distribution": dist, "package": pkg, "version": version,
@@ -166,14 +168,19 @@ def _view(ws, release, pkg, dist, version, prompts, schemas, routing, retry) -> 
     for ref, p in prompts.items():
         pv = ws.prompt(ref)
         attrs = template_attributes(pv.user)
-        params = ", ".join(f"{v}: Mapping[str, Any]" if a else f"{v}: str"
+        # `today` last and optional: the runtime fills it with the date of the call
+        attrs = dict(sorted(attrs.items(), key=lambda va: va[0] == "today"))
+        params = ", ".join("today: str | None = None" if v == "today" and not a else
+                           f"{v}: Mapping[str, Any]" if a else f"{v}: str"
                            for v, a in attrs.items())
         example = ", ".join(
             "{" + ", ".join([*(f'"{x}": ...' for x in a[:2]), *(["..."] if a[2:] else [])])
-            + "}" if a else _example(pv, v) for v, a in attrs.items())
+            + "}" if a else _example(pv, v) for v, a in attrs.items() if v != "today" or a)
         cls = schemas[p["schema"]]["class"] if p["schema"] else None
         views.append({**p, "ref": ref, "signature": params, "example": example,
-                      "inputs": "{" + ", ".join(f'"{v}": {v}' for v in attrs) + "}",
+                      "inputs": "{" + ", ".join(
+                          '**({"today": today} if today else {})' if v == "today" and not a
+                          else f'"{v}": {v}' for v, a in attrs.items()) + "}",
                       "schema_class": cls, "approved_by": p["approval"]["approved_by"],
                       "run_id": p["approval"]["run_id"]})
     models = sorted({p["model"] for p in prompts.values()})

@@ -9,7 +9,7 @@ This ``__init__.py`` is not copied.
 """
 
 RUNTIME_FILES = ("__main__.py", "_bundle.py", "_engine.py", "_errors.py", "_facts.py",
-                 "_hashing.py", "_models.py", "_parse.py", "_render.py", "_tasks.py",
+                 "_hashing.py", "_models.py", "_offline.py", "_parse.py", "_render.py", "_tasks.py",
                  "_verify.py", "_usage.py", "_jobs.py", "_jobs_sqlite.py", "_jobs_bullmq.py",
                  "_jobs_cli.py", "jobs.py")
 """The modules copied into an exported package, as they are."""

@@ -13,8 +13,10 @@ Import time is a budget here (a service imports this on start-up): no dataclasse
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import IntegrityError
@@ -70,7 +72,13 @@ class Prompt(NamedTuple):
     user: str
 
     def messages(self, inputs: Mapping[str, Any]) -> list[Message]:
+        if "today" not in inputs and _TODAY.search(self.user):  # relative dates: the call's day
+            inputs = {**inputs, "today": datetime.date.today().isoformat()}
         return [*self.fixed, {"role": "user", "content": render(self.user, inputs)}]
+
+
+_TODAY = re.compile(r"\{\{-?\s*today\b")
+"""A user template that uses ``today``: the runtime fills it with the date of the call."""
 
 
 class Bundle:

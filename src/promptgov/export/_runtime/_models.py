@@ -2,8 +2,9 @@
 
 * a LiteLLM model id (``openai/gpt-4o-mini``, ``ollama_chat/llama3.2`` with ``api_base``...):
   called with ``litellm.completion`` (the ``providers`` extra);
-* ``local/knn``: promptgov's offline baseline (the ``offline`` extra), the model the example
-  prompts were approved with;
+* ``local/knn``: promptgov's offline baseline, vendored into the package (the ``offline``
+  extra installs wordllama and numpy; promptgov is not needed), the model the example prompts
+  were approved with;
 * any object with ``complete(messages, response_schema) -> str``, or such a function.
 
 Nothing is imported before the first call: LiteLLM and promptgov load only when a model of theirs
@@ -82,7 +83,9 @@ def _adapter(spec: Any, api_base: str | None, api_key: str | None,
              params: dict[str, Any]) -> Adapter:
     if isinstance(spec, str):
         if spec.startswith("local/"):
-            return _Promptgov(spec)
+            from ._offline import Offline  # the vendored baseline: the [offline] extra
+
+            return Offline(spec)
         if not re.fullmatch(r"[\w.\-]+/\S+", spec):
             raise ConfigurationError(f"model {spec!r}: write a LiteLLM id PROVIDER/MODEL "
                                      "(openai/gpt-4o-mini) or local/knn")
