@@ -195,8 +195,11 @@ def test_robustness_run_logs_clean_noisy_and_per_transformation_deltas(ws):
     assert m["delta.accuracy"] == pytest.approx(m["noisy.accuracy"] - m["clean.accuracy"])
     used = {t for row in r.rows for t in row["transforms"]}
     assert len(used) >= 5
+    detail = c.get_run(run.data.tags["promptgov.detail_run"])  # nested: never crowds the list
+    assert detail.data.tags["mlflow.parentRunId"] == r.run_id
+    assert not [k for k in m if k.count(".") > 1]
     for t in used:
-        assert m[f"delta.accuracy.{t}"] == pytest.approx(r.deltas.loc[t, "delta"])
+        assert detail.data.metrics[f"delta.accuracy.{t}"] == pytest.approx(r.deltas.loc[t, "delta"])
     assert m["minimal_failures"] == len(r.minimal_failures)
     arts = {a.path for a in c.list_artifacts(r.run_id)}
     assert {"deltas.json", "minimal_failures.json", "variants.json"} <= arts

@@ -9,6 +9,9 @@ One base class; each subclass says when it is raised::
     ├── IntegrityError        an exported package no longer matches its manifest
     ├── RunStopped            an evaluation stopped sending after a systematic failure; the
     │                         partial ``result`` is attached, every unsent case ``not_sent``
+    ├── TrackingError         the MLflow store cannot be reached (before anything is spent), or
+    │                         logging failed after the cases ran (``result`` attached, kept in
+    │                         ``.promptgov/pending/`` for ``promptgov log --pending``)
     └── ModelError            a model call failed; ``kind`` names it in the per-case record
         ├── RateLimited       the provider answered 429 (carries ``retry_after`` when known)
         ├── ModelTimeout      no answer within the time limit
@@ -144,6 +147,16 @@ class RunStopped(PromptgovError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+class TrackingError(PromptgovError):
+    """MLflow cannot be reached or written. Raised before the first model call when a tracking
+    server does not answer; after the cases ran, ``result`` is the complete result and
+    ``pending`` the file that keeps it until ``promptgov log --pending`` uploads it."""
+
+    def __init__(self, message: str, result=None, pending=None):
+        super().__init__(message)
+        self.result, self.pending = result, pending
 
 
 class EvalInterrupted(KeyboardInterrupt):

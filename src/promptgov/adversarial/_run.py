@@ -137,40 +137,62 @@ def adversarial(prompt: Any, evalset: Any = None, *, model: Any = None, workspac
     return result
 
 
+HEADLINE = ("clean.accuracy", "noisy.accuracy", "delta.accuracy", "clean.failure_rate",
+            "noisy.failure_rate", "minimal_failures")
+"""The adversarial run's own metrics; the per-transformation and per-metric ones go to a nested
+child run, so they never crowd the experiment's run list."""
+
+
 def log_adversarial(root, r: AdversarialResult, pv, params: dict[str, Any]) -> str:
-    """One MLflow run: params, metrics, and the tables (per transformation, per metric, per
-    variant, minimal failures) as artifacts."""
+    """One MLflow run with the headline robustness metrics and the tables (per transformation,
+    per metric, per variant, minimal failures) as artifacts; a nested run ``per transformation``
+    holds every other metric."""
     from mlflow.entities import Metric, Param
 
+    from promptgov.eval._runindex import writing
+    from promptgov.eval._runlog import KIND_LABEL
     from promptgov.eval._tracking import client, experiment_id
 
     c = client(root)
-    run = c.create_run(experiment_id(c, root, pv.name),
-                       run_name=f"{pv.ref} · {r.model} · adversarial s{r.seed}",
-                       tags={KIND_TAG: "adversarial", "promptgov.adversarial_of": pv.ref,
-                             "promptgov.evalset": r.evalset,
-                             "promptgov.noisy_evalset": r.noisy_evalset.ref,
-                             "promptgov.model": r.model})
-    rid = run.info.run_id
-    try:
-        now = int(time.time() * 1000)
-        ps = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        ms = [Metric(k, float(v), now, 0) for k, v in r.metrics.items() if v == v]  # no NaN
-        for i in range(0, max(len(ps), len(ms)), 100):
-            c.log_batch(rid, metrics=ms[i:i + 100], params=ps[i:i + 100])
-        c.log_table(rid, data=_columns(r.deltas.reset_index()), artifact_file="deltas.json")
-        c.log_table(rid, data=_columns(r.metric_deltas.reset_index()),
-                    artifact_file="metric_deltas.json")
-        c.log_table(rid, data=_columns(r.variants.reset_index()), artifact_file="variants.json")
-        if r.minimal_failures is not None:
-            c.log_table(rid, data=_columns(r.minimal_failures),
-                        artifact_file="minimal_failures.json")
-        c.log_dict(rid, r.noisy_evalset.manifest.model_dump(mode="json"),
-                   "noisy_evalset/manifest.json")
-        c.set_terminated(rid, "FINISHED")
-    except BaseException:
-        c.set_terminated(rid, "FAILED")
-        raise
+    exp = experiment_id(c, root, pv.name)
+    now = int(time.time() * 1000)
+    ps = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    ms = [Metric(k, float(v), now, 0) for k, v in r.metrics.items() if v == v]  # no NaN
+    head = [x for x in ms if x.key in HEADLINE]
+    rest = [x for x in ms if x.key not in HEADLINE]
+    name = (f"{KIND_LABEL.get(pv.kind, pv.kind)} v{pv.version} adversarial s{r.seed} · "
+            f"{r.model}")
+    with writing(root, c):
+        run = c.create_run(exp, run_name=name,
+                           tags={KIND_TAG: "adversarial", "promptgov.adversarial_of": pv.ref,
+                                 "promptgov.evalset": r.evalset,
+                                 "promptgov.noisy_evalset": r.noisy_evalset.ref,
+                                 "promptgov.model": r.model})
+        rid = run.info.run_id
+        try:
+            for i in range(0, max(len(ps), len(head)), 100):
+                c.log_batch(rid, metrics=head[i:i + 100], params=ps[i:i + 100])
+            c.log_table(rid, data=_columns(r.deltas.reset_index()), artifact_file="deltas.json")
+            c.log_table(rid, data=_columns(r.metric_deltas.reset_index()),
+                        artifact_file="metric_deltas.json")
+            c.log_table(rid, data=_columns(r.variants.reset_index()),
+                        artifact_file="variants.json")
+            if r.minimal_failures is not None:
+                c.log_table(rid, data=_columns(r.minimal_failures),
+                            artifact_file="minimal_failures.json")
+            c.log_dict(rid, r.noisy_evalset.manifest.model_dump(mode="json"),
+                       "noisy_evalset/manifest.json")
+            child = c.create_run(exp, run_name=f"{name} · per transformation", tags={
+                "mlflow.parentRunId": rid, KIND_TAG: "adversarial-detail",
+                "promptgov.adversarial_of": pv.ref})
+            for i in range(0, len(rest), 500):
+                c.log_batch(child.info.run_id, metrics=rest[i:i + 500])
+            c.set_terminated(child.info.run_id, "FINISHED")
+            c.set_tag(rid, "promptgov.detail_run", child.info.run_id)
+            c.set_terminated(rid, "FINISHED")
+        except BaseException:
+            c.set_terminated(rid, "FAILED")
+            raise
     return rid
 
 

@@ -1,5 +1,6 @@
-"""``promptgov eval``, ``compare``, ``ui`` and ``loop``: run prompts on evalsets, log the runs
-to MLflow, read them back side by side. MLflow, pandas and the models load inside the commands.
+"""``promptgov eval``, ``compare`` and ``loop``: run prompts on evalsets, log the runs to MLflow,
+read them back side by side. MLflow, pandas and the models load inside the commands (``ui``,
+``server`` and ``log`` live in ``_tracking_cmds``).
 """
 
 from __future__ import annotations
@@ -62,9 +63,21 @@ def eval_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")]
     = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    allow_drift: Annotated[bool, typer.Option(
+        "--allow-drift", help="Evaluate a locked version whose file was edited since it was "
+        "locked; the run is marked drifted and never counts as the version.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the cases, the prompt tokens and the estimated cost (price "
+        "map); send nothing, log nothing.")] = False,
     as_json: JsonOpt = False, ws: WorkspaceOpt = None,
 ) -> None:
     """Evaluate one prompt version on its evalset and log the run to MLflow.
+
+    Before a paid run it prints what it is about to send (cases, prompt tokens, estimated
+    cost); `--dry-run` prints only that.
+
+    A tracking server that does not answer stops the command before any model call; if logging
+    fails after the cases ran, the result is printed and kept for `promptgov log --pending`.
 
     A missing key or an unknown model stops the run at once with one line and its fix (exit 1).
     Ctrl-C stops sending, keeps every answer received and exits 130; running the same command
@@ -76,9 +89,38 @@ def eval_cmd(
     w = workspace(ws)
     with _errors(ValueError):
         pv, es, m = _target(w, ref, evalset, model, api_base=api_base)
+    if dry_run or not m.id.startswith(("local/", "replay:", "fake/")):
+        if not dry_run and callable(getattr(m, "preflight", None)):
+            with _errors():
+                m.preflight()  # no key: that line first, before tokens are counted
+        from dataclasses import asdict
+
+        from promptgov.eval._estimate import estimate
+
+        with _errors(ValueError):
+            est = estimate(pv.ref, workspace=w, model=m.id, evalset=es.ref)
+        if dry_run:
+            print(json.dumps(asdict(est)) if as_json else est.summary())
+            return
+        print(f"sending: {est.summary()}", file=sys.stderr)
+    from promptgov.errors import TrackingError
+
+    failed = None
     with _errors():
-        r = _run(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
-                 cache=not no_cache, track=not no_track)
+        try:
+            r = _run(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
+                     cache=not no_cache, track=not no_track, allow_drift=allow_drift)
+        except TrackingError as e:
+            if e.result is None:
+                raise
+            r, failed = e.result, e  # the cases ran and were paid for: show them, then fail
+    _print_result(r, as_json)
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _print_result(r, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"prompt": r.prompt, "evalset": r.evalset, "model": r.model,
                           "run_id": r.run_id, "calls": r.calls,
@@ -96,7 +138,7 @@ def eval_cmd(
     Console().print(t)
     cached = len(r.records) - sum(not rec["cached"] for rec in r.records)
     print(f"{r.calls} model calls, {cached} of {len(r.records)} answers from the cache")
-    print(f"MLflow run: {r.run_id}" if r.run_id else "not logged to MLflow (--no-track)")
+    print(f"MLflow run: {r.run_id}" if r.run_id else "not logged to MLflow")
 
 
 @app.command("compare")
@@ -107,12 +149,16 @@ def compare_cmd(
     = None,
     baseline: Annotated[str | None, typer.Option(
         help="Version to compare against (default: the approved one, else the lowest).")] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not log the comparison to MLflow.")]
+    = False,
     as_json: JsonOpt = False, ws: WorkspaceOpt = None,
 ) -> None:
     """Compare the versions of a prompt from their latest MLflow runs.
 
     Each version's accuracy is tested against a baseline on the cases both runs share: the
-    difference, its exact McNemar p-value and a bootstrap 95% CI.
+    difference, its exact McNemar p-value and a bootstrap 95% CI. A comparison not logged
+    before is logged as its own MLflow run (Δ, p, CI per version, Pareto plot) after the table
+    is printed. Reads the workspace's run index: no MLflow import when nothing is new.
 
     Example: promptgov compare ticket_triage --model local/knn
     """
@@ -125,35 +171,24 @@ def compare_cmd(
     if as_json:
         rows = [{"version": int(v), **{k: _num(x) for k, x in row.items()}}
                 for v, row in df.iterrows()]
-        print(json.dumps({"prompt": prompt, "baseline": df.attrs["baseline"], "versions": rows},
-                         indent=1))
+        print(json.dumps({"prompt": prompt, "baseline": df.attrs["baseline"], "versions": rows,
+                          "drifted_runs": df.attrs.get("drifted", [])}, indent=1), flush=True)
+    else:
+        _print_compare(df)
+    if not no_log:
+        with _errors():
+            _log_compare(w, df, quiet=as_json)
+
+
+def _log_compare(w, df, quiet: bool = False) -> None:
+    """Log the comparison as its own run unless exactly it is logged already."""
+    from promptgov.eval._compare_run import already_logged, log_compare
+
+    if len(df) < 2 or already_logged(w.root, df):
         return
-    _print_compare(df)
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    ws: WorkspaceOpt = None,
-) -> None:
-    """Open the MLflow UI on the workspace's tracking store.
-
-    Example: promptgov ui   (then browse http://127.0.0.1:5000)
-    """
-    from promptgov.eval._tracking import tracking_uri
-
-    w = workspace(ws)
-    uri = tracking_uri(w.root)
-    if uri.startswith(("http://", "https://", "databricks")):
-        print(f"runs are logged to the tracking server {uri}: open it in a browser")
-        return
-    (w.root / ".promptgov").mkdir(exist_ok=True)
-    print(f"MLflow UI: http://{host}:{port}  (tracking URI {uri}; Ctrl-C stops it)", flush=True)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # `python -m mlflow`, not `mlflow`: works when the venv's bin/ is not on PATH.
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", host, "--port", str(port)])
+    rid = log_compare(w.root, df)
+    if not quiet:
+        print(f"comparison logged as MLflow run {rid}")
 
 
 @app.command()
@@ -190,6 +225,10 @@ def loop(
         raise typer.Exit(1)
     with _errors(ValueError):
         targets = [_target(w, f"{n}@{v}", None, model) for n, v in w.prompt_files()]
+    with _errors():
+        from promptgov.eval._tracking import check_reachable
+
+        check_reachable(w.root)  # an unreachable server: one line, before any eval
     calls = 0
     for name in w.prompt_names():
         mine = [t for t in targets if t[0].name == name]
@@ -203,7 +242,9 @@ def loop(
                   + (f"logged run {run_id}" if new else f"unchanged since run {run_id}"))
         pv, es, m = mine[-1]
         with _errors():
-            _print_compare(compare(name, workspace=w, evalset=es.ref, model=m.id))
+            df = compare(name, workspace=w, evalset=es.ref, model=m.id)
+            _print_compare(df)
+            _log_compare(w, df)
     print(f"{calls} model calls in total" + (
         ": every answer came from the response cache, nothing was re-run or re-logged"
         if calls == 0 else ""))
@@ -224,7 +265,7 @@ def _target(w, ref: str, evalset: str | None, model: str | None, *,
 
 
 def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
-         cache: bool = True, track: bool = True):
+         cache: bool = True, track: bool = True, allow_drift: bool = False):
     """``evaluate()`` with a progress bar on stderr: cases, failures, cost so far, ETA.
 
     A systematic failure raises ``RunStopped`` (one line with the fix; the bar is hidden so that
@@ -235,9 +276,13 @@ def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
     preflight = getattr(m, "preflight", None)
     if callable(preflight):
         preflight()  # no key: one line, before a bar is drawn or anything heavy is imported
+    if track:
+        from promptgov.eval._tracking import check_reachable
+
+        check_reachable(w.root)  # an unreachable server: one line, nothing spent
     try:
         return _run_with_bar(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
-                             cache=cache, track=track)
+                             cache=cache, track=track, allow_drift=allow_drift)
     except RunStopped:
         raise
     except EvalInterrupted as e:
@@ -251,7 +296,7 @@ def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
 
 
 def _run_with_bar(w, pv, es, m, *, concurrency: int, budget_usd: float | None,
-                  cache: bool, track: bool):
+                  cache: bool, track: bool, allow_drift: bool = False):
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -275,7 +320,8 @@ def _run_with_bar(w, pv, es, m, *, concurrency: int, budget_usd: float | None,
 
         try:
             return evaluate(pv, es, model=m, workspace=w, concurrency=concurrency,
-                            budget_usd=budget_usd, cache=cache, track=track, progress=progress)
+                            budget_usd=budget_usd, cache=cache, track=track, progress=progress,
+                            allow_drift=allow_drift)
         except BaseException:
             bar.update(task, visible=False)  # the error or summary line is the whole story
             raise
@@ -285,17 +331,17 @@ def _log_once(w, r, pv) -> tuple[str, bool]:
     """Log ``r`` unless the latest run of this version is the same run (same hashes, model and
     settings, every answer from the cache, same scores): ``(run_id, logged_now)``."""
     from promptgov.eval._compare import latest_runs
-    from promptgov.eval._tracking import client, log_eval
+    from promptgov.eval._evaluate import lock_state
+    from promptgov.eval._runlog import log_eval, snapshot
 
     if r.calls == 0:
-        prev = latest_runs(client(w.root), pv.name, evalset=r.evalset,
-                           model=r.model).get(pv.version)
+        prev = latest_runs(w.root, pv.name, evalset=r.evalset, model=r.model).get(pv.version)
         if (prev is not None
                 and all(prev.data.params.get(k) == str(r.params.get(k)) for k in _SAME_RUN)
                 and all(prev.data.metrics.get(k) == r.metrics[k]
                         for k in ("cases", "accuracy", "failure_rate"))):
             return prev.info.run_id, False
-    return log_eval(w.root, r, pv), True
+    return log_eval(w.root, r, snapshot(pv, w, lock_state(w, pv))), True
 
 
 _SHORT = {"accuracy": "acc", "macro_f1": "F1", "object_match": "obj match",
@@ -330,6 +376,10 @@ def _print_compare(df) -> None:
         t.add_row(f"v{v}" + ("*" if row["baseline"] else ""), *(str(row[c]) for c in varying),
                   *(_fmt(row[c], 3) for c in metrics), *stats, str(row["run_id"])[:8])
     Console(width=max(140, Console().width)).print(t)
+    for d in df.attrs.get("drifted", []):
+        v = d["version"]
+        print(f"v{v}: drifted run {d['run_id'][:8]} (content {str(d['content_hash'])[:12]}, "
+              f"not the locked file) is not shown as v{v}")
 
 
 def _num(v: Any) -> Any:
@@ -344,3 +394,6 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float) and v.is_integer() and abs(v) >= 1:
         v = int(v)  # counts (cases, tokens) logged as floats
     return "—" if v is None else f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+from promptgov.cli import _tracking_cmds  # noqa: E402, F401  (registers ui, server, log)

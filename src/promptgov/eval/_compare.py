@@ -65,15 +65,18 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
                          "(compare takes every version of one prompt)")
     if prompt_name not in ws.prompt_names():
         ws.prompt(prompt_name)  # raises WorkspaceError naming the known prompts
-    c = client(ws.root)
-    runs = latest_runs(c, prompt_name, evalset=evalset, model=model)
+    drifted: list = []
+    runs = latest_runs(ws.root, prompt_name, evalset=evalset, model=model, drifted=drifted)
+
+    def c():  # MLflow only when a run's table is not a local file
+        return client(ws.root)
     if not runs:
         where = ", ".join(f"{k}={v}" for k, v in (("evalset", evalset), ("model", model)) if v)
         raise PromptgovError(
             f"no finished MLflow run of {prompt_name}{f' ({where})' if where else ''} in "
             f"{tracking_uri(ws.root)} (fix: run `promptgov eval {prompt_name}@VERSION` first)")
     base = pick_baseline(ws.root, prompt_name, sorted(runs), baseline)
-    base_cases = case_outcomes(c, runs[base].info.run_id)
+    base_cases = case_outcomes(c, runs[base])
     rows = []
     for v, run in sorted(runs.items()):
         m, p = run.data.metrics, run.data.params
@@ -84,7 +87,7 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
         row.update({k: v for k, v in m.items() if k.startswith(FIELD_F1)})
         row["run_id"] = run.info.run_id
         if v != base:
-            cases = case_outcomes(c, run.info.run_id)
+            cases = case_outcomes(c, run)
             keys = sorted(base_cases.keys() & cases.keys())
             a = [base_cases[k] for k in keys]
             b = [cases[k] for k in keys]
@@ -99,7 +102,12 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
         else:
             row.update(accuracy_delta=0.0, n_paired=len(base_cases), significant=False)
         rows.append(row)
-    return _frame(rows, prompt_name, base)
+    df = _frame(rows, prompt_name, base)
+    df.attrs["drifted"] = [{"version": int(r.data.tags.get(RUN_TAG, "").partition("~")[0]
+                                          .rpartition("@")[2]),
+                            "run_id": r.info.run_id,
+                            "content_hash": r.data.params.get("content_hash")} for r in drifted]
+    return df
 
 
 def _frame(rows: list[dict[str, Any]], name: str, base: int) -> pd.DataFrame:
@@ -124,27 +132,57 @@ def _workspace(workspace: Any):
     return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
 
 
-def latest_runs(c, prompt_name: str, *, evalset: str | None = None,
-                model: str | None = None) -> dict[int, Any]:
-    """The latest FINISHED run of each version of ``prompt_name``, keyed by version."""
+def latest_runs(root: Path, prompt_name: str, *, evalset: str | None = None,
+                model: str | None = None, c=None, drifted: list | None = None) -> dict[int, Any]:
+    """The latest FINISHED run of each version of ``prompt_name``, keyed by version: from the
+    workspace's run index when it is current (no MLflow import), else from MLflow (``c``, or
+    the workspace's client). A run whose content hash is not the locked one for its version
+    (the file had drifted) never counts as the version: the latest such run of each version
+    is appended to ``drifted`` when given."""
+    from promptgov.eval import _runindex
+
+    found = _runindex.runs(root)
+    if found is not None:
+        pool = [_runindex.as_run(e) for e in found]
+    elif _runindex.is_local(tracking_uri(root)):
+        pool = _runindex.all_runs(root, c)
+    else:
+        pool = _search(c or client(root), prompt_name)
+    from promptgov.governance._lock import read_lock
+
+    locked = read_lock(root)["prompts"]
+    out: dict[int, Any] = {}
+    bad: dict[int, Any] = {}
+    for run in sorted(pool, key=lambda r: -(r.info.start_time or 0)):
+        t, p = run.data.tags, run.data.params
+        name, _, v = t.get(RUN_TAG, "").partition("~")[0].rpartition("@")
+        if (run.info.status != "FINISHED" or name != prompt_name or not v.isdigit()
+                or (evalset and (t.get("promptgov.evalset") if "@" in evalset
+                                 else p.get("evalset")) != evalset)
+                or (model and p.get("model") != model)):
+            continue
+        entry = locked.get(f"{name}@{v}")
+        if ("~" in t.get(RUN_TAG, "") or t.get("promptgov.lock") == "drifted"
+                or (entry and p.get("content_hash") not in (None, entry["content_hash"]))):
+            bad.setdefault(int(v), run)
+        else:
+            out.setdefault(int(v), run)
+    if drifted is not None:
+        drifted += [bad[v] for v in sorted(bad)]
+    return out
+
+
+def _search(c, prompt_name: str) -> list:
+    """Every run of ``prompt_name`` on a tracking server (newest first)."""
     exp = c.get_experiment_by_name(prompt_name)
     if exp is None:
-        return {}
-    filters = ["attributes.status = 'FINISHED'", f"tags.`{RUN_TAG}` LIKE '{prompt_name}@%'"]
-    if evalset:
-        filters.append(f"tags.`promptgov.evalset` = {_quote(evalset)}" if "@" in evalset
-                       else f"params.evalset = {_quote(evalset)}")
-    if model:
-        filters.append(f"params.model = {_quote(model)}")
-    out: dict[int, Any] = {}
-    token = None
+        return []
+    out, token = [], None
     while True:
-        page = c.search_runs([exp.experiment_id], " and ".join(filters), max_results=1000,
-                             order_by=["attributes.start_time DESC"], page_token=token)
-        for run in page:
-            name, _, v = run.data.tags.get(RUN_TAG, "").rpartition("@")
-            if name == prompt_name and v.isdigit():
-                out.setdefault(int(v), run)
+        page = c.search_runs([exp.experiment_id], f"tags.`{RUN_TAG}` LIKE '{prompt_name}@%'",
+                             max_results=1000, order_by=["attributes.start_time DESC"],
+                             page_token=token)
+        out += list(page)
         token = page.token
         if not token:
             return out
@@ -156,18 +194,31 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
-def case_outcomes(c, run_id: str) -> dict[tuple[str, int], bool]:
-    """``(case_id, sample) → correct`` from a run's ``cases.json`` table; empty when the run
-    has none (then nothing is paired: ``n_paired`` is 0 and nothing is significant)."""
-    from mlflow.exceptions import MlflowException
+def case_outcomes(c, run) -> dict[tuple[str, int], bool]:
+    """``(case_id, sample) → correct`` from a run's ``cases.json`` table (read from the file
+    when the artifacts are local, else downloaded through ``c``, a client or a callable
+    returning one); empty when the run has none (then nothing is paired: ``n_paired`` is 0 and
+    nothing is significant)."""
+    from urllib.parse import unquote, urlparse
 
+    uri = run.info.artifact_uri or ""
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = c.download_artifacts(run_id, "cases.json", dst_path=tmp)
-            table = json.loads(Path(path).read_text(encoding="utf-8"))
+        if uri.startswith("file://"):
+            table = json.loads((Path(unquote(urlparse(uri).path)) / "cases.json")
+                               .read_text(encoding="utf-8"))
+        else:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    cl = c() if callable(c) else c
+                    path = cl.download_artifacts(run.info.run_id, "cases.json", dst_path=tmp)
+                    table = json.loads(Path(path).read_text(encoding="utf-8"))
+            except MlflowException:
+                return {}
         cols = table["columns"]
         i_id, i_ok = cols.index("case_id"), cols.index("correct")
-    except (MlflowException, OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
     i_s = cols.index("sample") if "sample" in cols else None
     return {(str(row[i_id]), int(row[i_s] or 0) if i_s is not None else 0): bool(row[i_ok])

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from promptgov._version import __version__
-from promptgov.errors import EvalInterrupted, RunStopped
+from promptgov.errors import EvalInterrupted, GovernanceError, RunStopped, TrackingError
 from promptgov.eval._engine import Progress, resolve, run_cases
 from promptgov.eval._result import EvalResult
 from promptgov.eval._scoring import metrics as run_metrics
@@ -19,7 +19,7 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
              workspace: Any = None, concurrency: int = 8, samples: int = 1,
              budget_usd: float | None = None, cache: bool = True, track: bool = True,
              retry: RetryPolicy | None = None, progress: Progress | None = None,
-             record: str | Path | None = None) -> EvalResult:
+             record: str | Path | None = None, allow_drift: bool = False) -> EvalResult:
     """Evaluate one prompt version on one evalset with one model.
 
     Args:
@@ -36,6 +36,8 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
         retry: override the policy's retry limits.
         record: append every answer of the run (cached ones included) to this JSONL cassette,
             which ``model="replay:<path>"`` later replays offline (see ``promptgov gate``).
+        allow_drift: evaluate a locked version whose file no longer matches the lock; the run
+            is tagged ``promptgov.lock=drifted`` and never counts as the version.
 
     Raises:
         RunStopped: a systematic failure (no key, unknown model, the same bad request again and
@@ -43,6 +45,11 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
             partial result (unsent cases have failure ``not_sent``). Nothing is logged.
         EvalInterrupted: Ctrl-C (a ``KeyboardInterrupt``), raised after every answer received
             is cached; ``.result`` is the partial result. Evaluating again resumes.
+        GovernanceError: the version is locked and its file drifted (without ``allow_drift``);
+            nothing is sent.
+        TrackingError: before any model call, a tracking server that does not answer; after
+            the cases ran, logging failed: ``.result`` is complete and kept in
+            ``.promptgov/pending/`` for ``promptgov log --pending``.
 
     Example:
         >>> import promptgov as pg                                       # doctest: +SKIP
@@ -50,6 +57,13 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
         >>> r.metrics["accuracy"], r.cases.head()                        # doctest: +SKIP
     """
     ws, pv, es, schema, policy, m = resolve(workspace, prompt, evalset, model)
+    state = lock_state(ws, pv, allow_drift)
+    opening = None
+    if track:  # reachability first; then MLflow opens in the background while the cases run
+        from promptgov.eval._tracking import check_reachable, open_async
+
+        check_reachable(ws.root)
+        opening = open_async(ws.root, pv.name)
     records, totals, wall = run_cases(ws, pv, es, schema, policy, m, concurrency=concurrency,
                                       budget_usd=budget_usd, cache=cache, samples=samples,
                                       retry=retry, progress=progress, record=record)
@@ -73,7 +87,7 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
               "evalset_hash": es.hash, "model": m.id, "temperature": pv.model.temperature,
               "max_tokens": pv.model.max_tokens, "concurrency": concurrency, "samples": samples,
               "routing_auto": policy.routing.auto, "routing_review": policy.routing.review,
-              "promptgov_version": __version__, **git_info(ws.root)}
+              "promptgov_version": __version__, "lock_state": state, **git_info(ws.root)}
     result = EvalResult(prompt=pv.ref, evalset=es.ref, model=m.id, kind=pv.kind, metrics=mets,
                         records=records, params=params, calls=totals.calls, wall_s=wall)
     if totals.stop_reason is not None:  # a partial run is not logged: the resumed run will be
@@ -81,10 +95,48 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
             raise EvalInterrupted(_partial(result), result)
         raise RunStopped(totals.stop_reason, result)
     if track:
-        from promptgov.eval._tracking import log_eval
-
-        result.run_id = log_eval(ws.root, result, pv)
+        _log(ws, result, pv, state, opening)
     return result
+
+
+def _log(ws, result: EvalResult, pv, state: str, opening) -> None:
+    """Log ``result``; if that fails, keep it in ``.promptgov/pending/`` and say so (one line)."""
+    from promptgov.eval._pending import _one_line, save
+    from promptgov.eval._runlog import log_eval, snapshot
+
+    snap = snapshot(pv, ws, state)
+    try:
+        result.run_id = log_eval(ws.root, result, snap, opening)
+    except Exception as e:  # noqa: BLE001 - whatever MLflow raised, the result is kept
+        path = save(ws.root, result, snap)
+        rel = path.relative_to(ws.root)
+        raise TrackingError(f"logging to MLflow failed ({_one_line(e)}); the result is kept in "
+                            f"{rel} (fix: `promptgov log --pending` once the store is back)",
+                            result, path) from None
+
+
+def lock_state(ws, pv, allow_drift: bool = False) -> str:
+    """``locked``, ``unlocked`` or ``drifted`` (a locked version whose file or rendered messages
+    no longer match the lock). Drifted refuses with ``check``'s message unless ``allow_drift``."""
+    from promptgov.governance._lock import read_lock
+    from promptgov.hashing import short
+
+    entry = read_lock(ws.root)["prompts"].get(pv.ref)
+    if entry is None:
+        return "unlocked"
+    if (entry["content_hash"], entry["render_fingerprint"]) == (pv.content_hash,
+                                                                 pv.render_fingerprint):
+        return "locked"
+    if not allow_drift:
+        nxt = max(ws.versions(pv.name), default=pv.version) + 1
+        what = (f"changed since it was locked (locked {short(entry['content_hash'])}, now "
+                f"{short(pv.content_hash)})" if entry["content_hash"] != pv.content_hash else
+                "renders different messages than when it was locked")
+        raise GovernanceError(
+            f"prompts/{pv.name}/v{pv.version}.yaml: {pv.ref} {what} (fix: revert the edit, or "
+            f"save it as prompts/{pv.name}/v{nxt}.yaml with `version: {nxt}` and run "
+            "`promptgov lock`; --allow-drift evaluates it anyway, marked drifted)")
+    return "drifted"
 
 
 def _partial(result: EvalResult) -> str:

@@ -1,27 +1,43 @@
-"""MLflow gets the run, not the traffic (principle 8): one run per evaluation, logged once at
-the end, in batches: params, metrics, the per-case table, the rendered prompt, and a link to
-the prompt version in MLflow's prompt registry.
+"""Where runs go, and opening it without making the eval wait (principle 8).
 
 The default store is a SQLite file in the workspace (``.promptgov/mlflow.db``, artifacts in
 ``.promptgov/mlartifacts``); ``MLFLOW_TRACKING_URI`` overrides it (e.g. a team's server).
 Everything goes through an explicit ``MlflowClient``: no global MLflow state is changed.
+
+Opening MLflow costs seconds (the import, the SQLAlchemy store, its migrations), so
+:func:`open_async` starts it in a thread while the cases run; a remote server is checked for
+reachability (:func:`check_reachable`) before the first model call, so an unreachable one costs
+nothing. Two processes creating or migrating the same SQLite store at once, or writing to it,
+take turns on a file lock (:func:`store_lock`) instead of crashing in a migration.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# The server was checked before the cases ran; a failure while logging keeps the result in
+# .promptgov/pending/ rather than retrying for minutes (MLflow: 7 retries, 120 s timeouts).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 RUN_TAG = "promptgov.prompt"
+_clients: dict[tuple[str, str], object] = {}
+_clients_guard = threading.Lock()
 
 
 def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / '.promptgov' / 'mlflow.db'}"
+
+
+def is_local(uri: str) -> bool:
+    """A store in a file on this machine (SQLite or a folder), not a server."""
+    return not uri.startswith(("http://", "https://", "databricks", "postgresql", "mysql",
+                               "mssql"))
 
 
 def check_store(root: Path) -> None:
@@ -45,23 +61,174 @@ def check_store(root: Path) -> None:
                              f"(`mv {shown} {shown}.broken`) and a new store is created")
 
 
-def client(root: Path):
-    from mlflow import MlflowClient
+def check_reachable(root: Path, timeout: float = 4.0) -> None:
+    """A remote tracking server must answer ``/health`` before anything is paid; one line
+    otherwise. Local stores are checked by :func:`check_store`."""
+    import urllib.error
+    import urllib.request
 
+    from promptgov.errors import TrackingError
+
+    uri = tracking_uri(root)
+    if not uri.startswith(("http://", "https://")):
+        check_store(root)
+        return
+    shown = _redact(uri)
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            if r.status == 200:
+                return
+            problem = f"answered HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        problem = f"answered HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        problem = f"is not reachable ({getattr(e, 'reason', None) or e})"
+    raise TrackingError(f"MLflow tracking server {shown} {problem}; nothing was evaluated "
+                        "(fix: start it, correct MLFLOW_TRACKING_URI, or pass --no-track)")
+
+
+def _redact(uri: str) -> str:
+    """``http://user:secret@host`` → ``http://***@host``: credentials never reach a message."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else uri
+
+
+@contextmanager
+def store_lock(root: Path):
+    """Serialise creation, migration of and writes to the workspace's SQLite store across
+    processes (``.promptgov/mlflow.lock``); a no-op for a server, which serialises itself."""
+    if not tracking_uri(root).startswith("sqlite:"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Windows
+        yield
+        return
+    d = root / ".promptgov"
+    d.mkdir(exist_ok=True)
+    fd = os.open(d / "mlflow.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def client(root: Path):
+    """The ``MlflowClient`` of the workspace's store, opened (and created or migrated, under the
+    store lock) once per process."""
+    uri = tracking_uri(root)
+    key = (str(root), uri)
+    with _clients_guard:
+        if key in _clients:
+            return _clients[key]
     (root / ".promptgov").mkdir(exist_ok=True)
     check_store(root)
-    uri = tracking_uri(root)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:"):
+        with store_lock(root):  # creates / migrates the store, one process at a time
+            new = not Path(uri.removeprefix("sqlite:///")).exists()
+            c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            c.search_experiments(max_results=1)
+            if new:  # an empty store: its (empty) run index is complete
+                from promptgov.eval._runindex import rebuild
+
+                rebuild(root, c, locked=True)
+    else:
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with _clients_guard:
+        return _clients.setdefault(key, c)
+
+
+class Opening:
+    """MLflow opened in a thread (import, store, experiment) while the eval runs.
+    ``get()`` waits for it and re-raises what failed there, in the caller's thread."""
+
+    def __init__(self, root: Path, experiment: str):
+        self._out: tuple | None = None
+        self._t = threading.Thread(target=self._open, args=(root, experiment), daemon=True,
+                                   name="promptgov-mlflow-open")
+        self._t.start()
+
+    def _open(self, root: Path, experiment: str) -> None:
+        try:
+            c = client(root)
+            self._out = (c, experiment_id(c, root, experiment), None)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by get()
+            self._out = (None, None, e)
+
+    def get(self):
+        self._t.join()
+        c, exp, err = self._out  # type: ignore[misc]
+        if err is not None:
+            raise err
+        return c, exp
+
+
+def open_async(root: Path, experiment: str) -> Opening:
+    return Opening(root, experiment)
+
+
+VIEW_KEY = "promptgov"
+"""``#/experiments/<id>/runs?viewStateShareKey=promptgov``: the runs list with the headline
+metrics, the prompt version and content hash as columns (MLflow's shared-view mechanism: the
+UI state is an experiment tag ``mlflow.sharedViewState.<key>``)."""
+HEADLINE_COLUMNS = ("accuracy", "object_match", "failure_rate", "cost_per_1k_usd",
+                    "latency_p95_s", "automation_rate")
+
+
+def view_state() -> str:
+    import json
+
+    cols = (["attributes.`Dataset`"] + [f"metrics.`{m}`" for m in HEADLINE_COLUMNS]
+            + ["params.`prompt_version`", "params.`content_hash`", "tags.`promptgov.lock`"])
+    return json.dumps({"selectedColumns": cols, "runsHiddenMode": "SHOW_ALL",
+                       "searchFilter": "", "orderByKey": "attributes.start_time",
+                       "orderByAsc": False})
+
+
+def ui_path(exp_id: str) -> str:
+    """Where the UI shows an experiment's runs with the promptgov view."""
+    return (f"#/experiments/{exp_id}/runs?viewStateShareKey={VIEW_KEY}"
+            "&workflowType=machine_learning")
 
 
 def experiment_id(c, root: Path, name: str) -> str:
+    """The experiment ``name`` (created once; a concurrent creator wins and is used). New
+    experiments open on their runs, not on an empty traces view, and carry the promptgov
+    view of the runs list (:data:`VIEW_KEY`)."""
+    from mlflow.exceptions import MlflowException
+
+    from promptgov.eval._runindex import writing
+
     exp = c.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(f"mlflow.sharedViewState.{VIEW_KEY}") != view_state():
+            with writing(root, c):
+                c.set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
+                                     view_state())
         return exp.experiment_id
     art = None
     if c.tracking_uri.startswith("sqlite:"):  # keep artifacts in the workspace, not in the cwd
         art = (root / ".promptgov" / "mlartifacts" / name).as_uri()
-    return c.create_experiment(name, artifact_location=art)
+    try:
+        with writing(root, c):
+            exp = c.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            return c.create_experiment(name, artifact_location=art, tags={
+                "mlflow.experimentKind": "custom_model_development",
+                f"mlflow.sharedViewState.{VIEW_KEY}": view_state(),
+                "mlflow.note.content": f"promptgov runs of prompt {name}: one per evaluation "
+                "(headline metrics: accuracy, failure_rate, cost_per_1k_usd, latency_p95_s, "
+                "automation_rate), adversarial runs, and compare runs."})
+    except MlflowException:
+        exp = c.get_experiment_by_name(name)  # another process created it first
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def git_info(root: Path) -> dict[str, str]:
@@ -74,76 +241,3 @@ def git_info(root: Path) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"git_commit": commit, "git_dirty": str(bool(dirty))} if commit else {}
-
-
-def log_eval(root: Path, result, pv) -> str:
-    """Log ``result`` as one MLflow run; returns the run id."""
-    from mlflow.entities import Metric, Param
-
-    c = client(root)
-    exp = experiment_id(c, root, pv.name)
-    run = c.create_run(exp, run_name=f"{pv.ref} · {result.model}",
-                       tags={RUN_TAG: pv.ref, "promptgov.evalset": result.evalset,
-                             "promptgov.model": result.model})
-    rid = run.info.run_id
-    try:
-        import time
-
-        now = int(time.time() * 1000)
-        params = [Param(k, str(v)[:6000]) for k, v in result.params.items()]
-        metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()
-                   if v == v]  # NaN (e.g. no case in the auto band) is left out, not logged
-        for i in range(0, max(len(params), len(metrics)), 100):
-            c.log_batch(rid, metrics=metrics[i:i + 100], params=params[i:i + 100])
-        c.log_table(rid, data=_table(result.records), artifact_file="cases.json")
-        c.log_text(rid, json.dumps(pv.render(pv.probe_input), ensure_ascii=False, indent=1),
-                   "prompt/rendered_probe.json")
-        c.log_dict(rid, pv.model_dump(mode="json"), "prompt/prompt.yaml")
-        pver = register_prompt(c, pv)
-        # MlflowClient.link_prompt_version_to_run looks the run up in the *global* tracking
-        # store, not this client's; setting the same tag it writes keeps us off global state.
-        from mlflow.tracing.utils.prompt import update_linked_prompts_tag
-
-        c.set_tag(rid, "mlflow.linkedPrompts", update_linked_prompts_tag(None, [pver]))
-        c.set_tag(rid, "promptgov.registry_version", str(pver.version))
-        c.set_terminated(rid, "FINISHED")
-    except BaseException:
-        c.set_terminated(rid, "FAILED")
-        raise
-    return rid
-
-
-def register_prompt(c, pv):
-    """The MLflow prompt-registry version holding ``pv``; registered once per content hash."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        for v in c.search_prompt_versions(pv.name):
-            if (v.tags or {}).get("promptgov.content_hash") == pv.content_hash:
-                return v
-    except MlflowException:
-        pass  # no such prompt yet
-    # The registry holds the templates (its limit is 100k characters; 770 demos exceed it);
-    # the demos and the full rendered prompt are in the run's artifacts and in the workspace.
-    template = [{"role": "system", "content": pv.system}, {"role": "user", "content": pv.user}]
-    return c.register_prompt(
-        pv.name, template, commit_message=f"promptgov {pv.ref}",
-        tags={"promptgov.version": str(pv.version), "promptgov.content_hash": pv.content_hash,
-              "promptgov.render_fingerprint": pv.render_fingerprint,
-              "promptgov.demos": str(len(pv.demos))})
-
-
-def _table(records: list[dict[str, Any]]) -> dict[str, list]:
-    """Per-case records as columns of JSON-safe values."""
-    cols = ["case_id", "sample", "input", "expected", "output", "correct", "failure", "error",
-            "confidence", "attempts", "retries", "reasks", "cached", "prompt_tokens",
-            "completion_tokens", "cost_usd", "latency_s"]
-    out: dict[str, list] = {k: [] for k in cols}
-    for r in records:
-        for k in cols:
-            v = r.get(k)
-            v = json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
-            if isinstance(v, str):  # a lone surrogate in an answer must not sink the logging
-                v = v.encode("utf-8", "backslashreplace").decode("utf-8")
-            out[k].append(v)
-    return out

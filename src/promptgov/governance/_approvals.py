@@ -197,6 +197,7 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
                               f"version, evaluate and approve that)")
     c = client(ws.root)
     run = get_run(c, run_id, ws.root)
+    run_id = run.info.run_id  # a unique prefix was given: record the full id
     p = run.data.params
     es_ref = f"{p.get('evalset')}@{p.get('evalset_version')}"
     problems = mismatches(ws, run, pv, entry, lock, es_ref)

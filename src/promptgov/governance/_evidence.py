@@ -24,11 +24,14 @@ def tracking_kind(uri: str) -> str:
 
 
 def get_run(c, run_id: str, root: Path):
-    """The FINISHED run ``run_id``, or a :class:`GovernanceError` saying what to pass."""
+    """The FINISHED run ``run_id`` (or any unique prefix of its id), or a
+    :class:`GovernanceError` saying what to pass."""
     from mlflow.exceptions import MlflowException
 
+    from promptgov.eval._runindex import resolve_run_id
     from promptgov.eval._tracking import tracking_uri
 
+    run_id = resolve_run_id(root, c, run_id)
     try:
         run = c.get_run(run_id)
     except MlflowException:
@@ -129,7 +132,7 @@ def adversarial_drop_of(c, root: Path, run, ref: str, content_hash: str,
             raise GovernanceError(f"adversarial run {run_id} did not measure locked {ref} "
                                   f"(content hash {short(str(adv.data.params.get('content_hash')))}"
                                   f", locked {short(content_hash)})")
-        return adversarial_drop(adv.data.metrics), run_id
+        return adversarial_drop(adv.data.metrics), adv.info.run_id
     filt = (f"tags.`{ADVERSARIAL_TAG}` = {_quote(ref)} and attributes.status = 'FINISHED' and "
             f"params.content_hash = {_quote(content_hash)} and "
             f"params.model = {_quote(run.data.params['model'])}")
@@ -148,9 +151,9 @@ def registry_version(c, run, pv) -> int:
         v = c.get_prompt_version(pv.name, reg)
         if v is not None and (v.tags or {}).get("promptgov.content_hash") == pv.content_hash:
             return int(reg)
-    from promptgov.eval._tracking import register_prompt
+    from promptgov.eval._runlog import register_prompt, snapshot
 
-    return int(register_prompt(c, pv).version)
+    return int(register_prompt(c, snapshot(pv)).version)
 
 
 def record_cassette_of(ws, pv, es_ref: str, model: str) -> Path:

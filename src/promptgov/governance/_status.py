@@ -51,7 +51,8 @@ def status_rows(workspace: Any = None, *, runs: bool = True) -> list[dict[str, A
             shipped.setdefault(ref, []).append(f"{rel.name} v{rel.version}")
     refs = sorted({*s.prompts, *s.lock["prompts"], *unreadable},
                   key=lambda r: (r.split("@")[0], int(r.split("@")[1])))
-    latest = _latest_runs(ws.root, {r.split("@")[0] for r in refs}) if runs else {}
+    drifted: dict[str, Any] = {}
+    latest = _latest_runs(ws.root, {r.split("@")[0] for r in refs}, drifted) if runs else {}
     rows = []
     for ref in refs:
         name, v = ref.split("@")
@@ -68,6 +69,9 @@ def status_rows(workspace: Any = None, *, runs: bool = True) -> list[dict[str, A
                    model=run.data.params.get("model") if run else None,
                    evalset=run.data.tags.get("promptgov.evalset") if run else None)
         row.update({m: (run.data.metrics.get(m) if run else None) for m in METRICS})
+        d = drifted.get(ref)  # a run of the file while it had drifted: never the version's run
+        row["drifted_run"] = d.info.run_id if d is not None and (
+            run is None or d.info.start_time > run.info.start_time) else None
         a = approval_facts(ws.root, ref)
         state = "" if a is None else a["status"]
         if state == "approved" and ref in s.prompts and mismatches(s, ref, a):
@@ -80,16 +84,21 @@ def status_rows(workspace: Any = None, *, runs: bool = True) -> list[dict[str, A
     return rows
 
 
-def _latest_runs(root: Path, names: set[str]) -> dict[str, Any]:
-    """The latest finished run of each version, any evalset or model; nothing (and no new
-    MLflow database) when the workspace has never logged a run."""
+def _latest_runs(root: Path, names: set[str], drifted: dict[str, Any]) -> dict[str, Any]:
+    """The latest finished run of each version, any evalset or model, from the workspace's run
+    index when it is current (no MLflow import); nothing (and no new MLflow database) when the
+    workspace has never logged a run. Drifted runs go to ``drifted`` by ref."""
     from promptgov.eval._tracking import tracking_uri
 
     uri = tracking_uri(root)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return {}
     from promptgov.eval._compare import latest_runs
-    from promptgov.eval._tracking import client
 
-    c = client(root)
-    return {f"{n}@{v}": run for n in sorted(names) for v, run in latest_runs(c, n).items()}
+    out = {}
+    for n in sorted(names):
+        bad: list = []
+        out.update({f"{n}@{v}": run for v, run in latest_runs(root, n, drifted=bad).items()})
+        for run in bad:
+            drifted[run.data.tags.get("promptgov.prompt", "").partition("~")[0]] = run
+    return out

@@ -1,0 +1,75 @@
+"""Results whose MLflow logging failed after the cases ran: kept, never lost.
+
+``.promptgov/pending/<time>-<prompt>@<v>.json`` holds the whole result (records, metrics,
+params) and the prompt snapshot the run needs; ``promptgov log --pending`` (or
+:func:`log_pending`) logs each one and deletes its file once its run exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PENDING_DIR = ".promptgov/pending"
+
+
+def save(root: Path, result, snap: dict[str, Any]) -> Path:
+    """Keep ``result`` for a later upload; atomic (a reader never sees half a file)."""
+    from dataclasses import asdict
+
+    d = root / PENDING_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    data = {"kind": "eval", "result": asdict(result), "snapshot": snap}
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json", dir=d)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, default=str)
+    path = d / f"{stamp}-{result.prompt}-{os.getpid()}.json"
+    os.replace(tmp, path)
+    return path
+
+
+def pending(root: Path) -> list[Path]:
+    d = root / PENDING_DIR
+    return sorted(d.glob("[!.]*.json")) if d.is_dir() else []
+
+
+def log_pending(root: Path) -> list[tuple[Path, str]]:
+    """Log every pending result: ``(file, run id)`` per result logged. The first failure
+    raises (one line) and leaves that file and the rest in place."""
+    from promptgov.errors import TrackingError
+    from promptgov.eval._result import EvalResult
+    from promptgov.eval._runlog import log_eval
+    from promptgov.eval._tracking import check_reachable
+
+    files = pending(root)
+    if not files:
+        return []
+    check_reachable(root)
+    done = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+            result = EvalResult(**data["result"])
+            snap = data["snapshot"]
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise TrackingError(f"{f.relative_to(root)}: not a pending result ({e}) (fix: move "
+                                "it aside and run `promptgov log --pending` again)") from None
+        try:
+            rid = log_eval(root, result, snap)
+        except Exception as e:  # noqa: BLE001 - any MLflow failure is one line here
+            raise TrackingError(f"logging {f.relative_to(root)} failed: {_one_line(e)} "
+                                "(fix: check MLFLOW_TRACKING_URI and run `promptgov log "
+                                "--pending` again; the file is kept)") from None
+        f.unlink()
+        done.append((f, rid))
+    return done
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__

@@ -1,0 +1,190 @@
+"""One evaluation → one MLflow run, written once, in batches (principle 8), laid out for a
+person reading the MLflow UI: a distinct run name (kind, version, model), the headline metrics
+first, the evalset as a dataset input (content hash as digest), the prompt file's own bytes,
+``cases.json`` with the columns a reader needs first, and the prompt-registry version linked to
+the run and to the prompt's experiment.
+
+The run is described by a *snapshot* of the prompt version (a plain dict), so that a result
+kept in ``.promptgov/pending/`` is logged later exactly as it would have been at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from promptgov.eval._tracking import RUN_TAG, experiment_id
+
+HEADLINE = ("accuracy", "object_match", "pass_rate", "failure_rate", "cost_per_1k_usd",
+            "latency_p95_s", "automation_rate")
+"""Logged first (MLflow lists metrics in the order they arrive) and named in the run's
+``promptgov.headline`` tag: the short list a reader compares runs by."""
+
+CASE_COLUMNS = ("case_id", "expected", "predicted", "correct", "confidence", "failure", "input",
+                "output", "error", "sample", "attempts", "retries", "reasks", "cached",
+                "prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
+"""``cases.json`` columns, in reading order: what was asked for and what came back first."""
+
+KIND_LABEL = {"classification": "triage", "extraction": "extract", "draft": "draft"}
+
+
+def snapshot(pv, ws=None, lock_state: str | None = None) -> dict[str, Any]:
+    """What the run needs of prompt version ``pv``, as JSON-safe data."""
+    text = None
+    if ws is not None:
+        path = ws.prompt_files().get((pv.name, pv.version))
+        text = path.read_text(encoding="utf-8") if path else None
+    return {"name": pv.name, "version": pv.version, "ref": pv.ref, "kind": pv.kind,
+            "system": pv.system, "user": pv.user, "content_hash": pv.content_hash,
+            "render_fingerprint": pv.render_fingerprint, "demos": len(pv.demos),
+            "rendered_probe": json.dumps(pv.render(pv.probe_input), ensure_ascii=False,
+                                         indent=1),
+            "file_text": text, "lock_state": lock_state}
+
+
+def run_name(snap: dict[str, Any], model: str, suffix: str = "") -> str:
+    """``triage v2 · local/knn``; a drifted file is never named as the version."""
+    v = f"v{snap['version']}" + ("~drifted" if snap.get("lock_state") == "drifted" else "")
+    return " ".join([KIND_LABEL.get(snap["kind"], snap["kind"]), v, *([suffix] if suffix
+                                                                          else [])]) + f" · {model}"
+
+
+def log_eval(root: Path, result, snap: dict[str, Any], opening=None) -> str:
+    """Log ``result`` as one MLflow run; returns the run id. ``opening``: MLflow already being
+    opened in the background (:func:`promptgov.eval._tracking.open_async`)."""
+    from mlflow.entities import Metric, Param
+
+    from promptgov.eval._tracking import client
+
+    if opening is not None:
+        c, exp = opening.get()
+    else:
+        c = client(root)
+        exp = experiment_id(c, root, snap["name"])
+    drifted = snap.get("lock_state") == "drifted"
+    tags = {RUN_TAG: snap["ref"] if not drifted else f"{snap['ref']}~drifted",
+            "promptgov.kind": "eval", "promptgov.evalset": result.evalset,
+            "promptgov.model": result.model, "promptgov.lock": snap.get("lock_state") or "",
+            "promptgov.headline": ",".join(k for k in HEADLINE if k in result.metrics),
+            "mlflow.note.content": _note(result, snap)}
+    now = int(time.time() * 1000)
+    order = [k for k in HEADLINE if k in result.metrics] + sorted(
+        k for k in result.metrics if k not in HEADLINE)
+    metrics = [Metric(k, float(result.metrics[k]), now, 0) for k in order
+               if result.metrics[k] == result.metrics[k]]  # NaN (no case in a band): left out
+    params = [Param(k, str(v)[:6000]) for k, v in result.params.items()]
+    from promptgov.eval._runindex import writing
+
+    with writing(root, c) as new:
+        run = c.create_run(exp, run_name=run_name(snap, result.model), tags=tags)
+        rid = run.info.run_id
+        new.append(rid)
+        try:
+            for i in range(0, max(len(params), len(metrics)), 100):
+                c.log_batch(rid, metrics=metrics[i:i + 100], params=params[i:i + 100])
+            c.log_inputs(rid, datasets=[_dataset_input(result)])
+            c.log_table(rid, data=table(result.records), artifact_file="cases.json")
+            c.log_text(rid, snap["rendered_probe"], "prompt/rendered_probe.json")
+            if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
+                c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
+            if not drifted:
+                link_prompt(c, rid, register_prompt(c, snap, exp), exp)
+            c.set_terminated(rid, "FINISHED")
+        except BaseException:
+            c.set_terminated(rid, "FAILED")
+            raise
+    return rid
+
+
+def _note(result, snap: dict[str, Any]) -> str:
+    m = result.metrics
+    head = ", ".join(f"{k} {m[k]:.4g}" for k in HEADLINE if k in m and m[k] == m[k])
+    drift = ("\n\n**Drifted**: the prompt file did not match the lock when this ran; it is "
+             "not evidence for the version." if snap.get("lock_state") == "drifted" else "")
+    return (f"{snap['ref']} (content {snap['content_hash'][:12]}) on {result.evalset} with "
+            f"{result.model}: {head}.{drift}")
+
+
+def _dataset_input(result):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    p = result.params
+    ds = Dataset(name=result.evalset, digest=str(p.get("evalset_hash", ""))[:36],
+                 source_type="local", source=json.dumps({"uri": f"evalsets/{p.get('evalset')}"}),
+                 schema=json.dumps({"promptgov": {"cases": len(result.records),
+                                                  "hash": p.get("evalset_hash")}}),
+                 profile=json.dumps({"num_rows": len(result.records)}))
+    return DatasetInput(ds, tags=[InputTag("mlflow.data.context", "eval")])
+
+
+def register_prompt(c, snap: dict[str, Any], experiment: str | None = None):
+    """The MLflow prompt-registry version holding ``snap``; registered once per content hash
+    (a concurrent registration of the same prompt is retried once)."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in (0, 1):
+        try:
+            for v in c.search_prompt_versions(snap["name"]):
+                if (v.tags or {}).get("promptgov.content_hash") == snap["content_hash"]:
+                    return v
+        except MlflowException:
+            pass  # no such prompt yet
+        # The registry holds the templates (its limit is 100k characters; 770 demos exceed
+        # it); the demos and the full prompt file are in the run's artifacts.
+        template = [{"role": "system", "content": snap["system"]},
+                    {"role": "user", "content": snap["user"]}]
+        # MLflow links a new prompt to the *active* experiment (experiment 0 here) in a thread
+        # of its own; :func:`link_prompt` links it to the prompt's experiment instead.
+        c._link_prompt_to_experiment = lambda *a, **k: None
+        try:
+            return c.register_prompt(
+                snap["name"], template, commit_message=f"promptgov {snap['ref']} "
+                f"(content {snap['content_hash'][:12]})",
+                tags={"promptgov.version": str(snap["version"]),
+                      "promptgov.content_hash": snap["content_hash"],
+                      "promptgov.render_fingerprint": snap["render_fingerprint"],
+                      "promptgov.demos": str(snap["demos"])})
+        except MlflowException:
+            if attempt:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def link_prompt(c, rid: str, pver, exp: str | None) -> None:
+    """Run ↔ prompt version both ways, and the prompt to the experiment's Prompts tab, without
+    the global tracking store MLflow's own linking helpers use."""
+    from mlflow.prompt.constants import (
+        PROMPT_ASSOCIATED_RUN_IDS_TAG_KEY,
+        PROMPT_EXPERIMENT_IDS_TAG_KEY,
+    )
+    from mlflow.tracing.utils.prompt import update_linked_prompts_tag
+
+    c.set_tag(rid, "mlflow.linkedPrompts", update_linked_prompts_tag(None, [pver]))
+    c.set_tag(rid, "promptgov.registry_version", str(pver.version))
+    fresh = c.get_prompt_version(pver.name, pver.version)
+    # the Python client reads associatedRunIds, the UI's version page "MLflow runs:" run_ids
+    for key in (PROMPT_ASSOCIATED_RUN_IDS_TAG_KEY, "mlflow.prompt.run_ids"):
+        runs = [r for r in ((fresh.tags or {}).get(key) or "").split(",") if r]
+        c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
+    if exp is not None:
+        ids = [e for e in (c.get_prompt(pver.name).tags or {}).get(
+            PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]
+        if exp not in ids:
+            c.set_prompt_tag(pver.name, PROMPT_EXPERIMENT_IDS_TAG_KEY,
+                             "," + ",".join([*ids, exp]) + ",")
+
+
+def table(records: list[dict[str, Any]]) -> dict[str, list]:
+    """Per-case records as columns of JSON-safe values, in :data:`CASE_COLUMNS` order."""
+    out: dict[str, list] = {k: [] for k in CASE_COLUMNS}
+    for r in records:
+        for k in CASE_COLUMNS:
+            v = r.get(k)
+            v = json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+            if isinstance(v, str):  # a lone surrogate in an answer must not sink the logging
+                v = v.encode("utf-8", "backslashreplace").decode("utf-8")
+            out[k].append(v)
+    return out
