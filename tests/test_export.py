@@ -458,7 +458,10 @@ def test_installed_package_imports_fast_runs_like_the_workbench_and_verifies_its
     assert got["extract"] == [r["output"] for r in records["ticket_extraction@2"]]
     assert got["draft"] == [r["output"] for r in records["reply_draft@1"]]
 
-    # verify: against the workspace it came from, and one where the approval is revoked
+    # verify: against the workspace it came from, and one where the approval is revoked; the
+    # byte-for-byte comparison exports again, so it needs the workbench importable here
+    _install(uv, py, "-c", str(pins), "jinja2", "pyyaml", "tomli-w")
+    (site / "promptgov_dev.pth").write_text(str(ROOT / "src") + "\n", encoding="utf-8")
     verify = [str(py), "-m", "support_bot", "verify", "--workspace"]
     r = subprocess.run([*verify, str(root)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("ok: support-bot==1 matches"), r.stderr

@@ -22,8 +22,8 @@ EXPECT = {
     "04_release.ipynb": ["refused: ticket_triage@1", "min_accuracy", "min_intent_f1",
                          "support_bot-1-py3-none-any.whl", "card_arrival", "date='2026-01-07'",
                          "Hello Ada"],
-    "05_new_use_case.ipynb": ["hotel@1", "ok: 5 prompt versions", "demos[1].output.intents.0",
-                              "demos[2] input equals case hotel-0002", "ok: 6 prompt versions"],
+    "05_new_use_case.ipynb": ["hotel@1", "ok: 6 prompt versions", "demos[1].output.intents.0",
+                              "demos[2] input equals case hotel-0002", "ok: 7 prompt versions"],
 }
 #: What a tutorial could write to in the user's own workspace: it must write to none of it.
 CONTENT = ("prompts", "schemas", "evalsets", "governance", "notebooks", ".promptgov", "dist")

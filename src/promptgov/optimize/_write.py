@@ -7,20 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from promptgov.errors import WorkspaceError
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str(d: yaml.SafeDumper, s: str) -> yaml.Node:  # multi-line text as a literal block
-    return d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
-
-
-_Dumper.add_representer(str, _str)
+from promptgov.workspace._yamlwrite import dump_yaml
 
 
 def write_version(root: Path, body: dict[str, Any], header: str) -> Path:
@@ -33,8 +21,7 @@ def write_version(root: Path, body: dict[str, Any], header: str) -> Path:
     if path.exists() or (d / f"v{body['version']}.yml").exists():
         raise WorkspaceError(path, "already exists (prompt versions are immutable)",
                              "optimize again: the next free version number is taken")
-    text = header + yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                              width=100)
+    text = header + dump_yaml(body)  # literal blocks, never folded: one-word edits, one-line diffs
     fd, tmp = tempfile.mkstemp(prefix=f".v{body['version']}.", suffix=".yaml.tmp", dir=d)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -95,14 +95,13 @@ def write_evalset(d: Path, manifest: Manifest, cases: list[Case]) -> Evalset:
     import shutil
     import tempfile
 
-    import yaml
+    from promptgov.workspace._yamlwrite import dump_yaml
 
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
     try:
         (tmp / "manifest.yaml").write_text(
-            yaml.safe_dump(manifest.model_dump(mode="json", exclude_none=True), sort_keys=False,
-                           allow_unicode=True, width=100), encoding="utf-8")
+            dump_yaml(manifest.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
         with (tmp / "cases.jsonl").open("w", encoding="utf-8") as f:
             for c in cases:
                 f.write(json.dumps(c.model_dump(mode="json", exclude_defaults=True),
