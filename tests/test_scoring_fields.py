@@ -125,7 +125,7 @@ def test_extraction_gates_read_the_f1_metrics(workspace):
     from promptgov.governance._gates import check_gates
     from promptgov.governance._policy import Gates, load_policy
 
-    gates = load_policy(workspace.root).gates.for_prompt("ticket_extraction", "extraction")
+    gates = load_policy(workspace.root).gates.kinds["extraction"]
     assert (gates.min_field_f1, gates.min_intent_f1) == (0.80, 0.80)
     checks = {c.gate: c for c in check_gates(
         Gates(min_field_f1=0.8, min_intent_f1=0.5),

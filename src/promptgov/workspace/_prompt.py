@@ -19,7 +19,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from promptgov._version import RENDER_VERSION  # noqa: F401  (re-exported)
 from promptgov.errors import WorkspaceError
@@ -91,12 +98,17 @@ class PromptVersion(BaseModel):
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def _content(self) -> dict[str, Any]:
-        # a version without provenance hashes as it did before the field existed
-        d = self.model_dump(mode="json")
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict[str, Any]:
+        # a version without provenance dumps (and so hashes, here and in an exported package)
+        # as it did before the field existed
+        d = handler(self)
         if d.get("provenance") is None:
             d.pop("provenance", None)
         return d
+
+    def _content(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
     @cached_property
     def content_hash(self) -> str:
