@@ -92,18 +92,21 @@ def test_bad_arguments_give_one_line_error(ws, args):
     assert "Traceback" not in r.output
 
 
-def test_ui_execs_mlflow_on_the_workspace_store(workspace_dir, monkeypatch):
+def test_ui_serves_mlflow_on_the_workspace_store(workspace_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr("os.execvp", lambda file, argv: calls.append(argv))
+    monkeypatch.setattr("promptgov.cli._tracking_cmds.serve",
+                        lambda args, env=None: calls.append((args, env)) or 0)
     r = runner.invoke(app, ["ui", "--port", "5123", "--workspace", str(workspace_dir)])
     assert r.exit_code == 0, r.output
     assert "http://127.0.0.1:5123" in r.stdout
-    argv = calls[0]
-    assert argv[1:4] == ["-m", "mlflow", "ui"]
+    args, env = calls[0]
+    assert args[0] == "uvicorn" and args[-1] == "mlflow.server.fastapi_app:app"
+    assert args[args.index("--workers") + 1] == "1"  # one worker on a 2-core machine
+    assert args[args.index("--port") + 1] == "5123"
+    assert args[args.index("--host") + 1] == "127.0.0.1"
     db = workspace_dir.resolve() / ".promptgov" / "mlflow.db"
-    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{db}"
-    assert argv[argv.index("--port") + 1] == "5123"
-    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert env["_MLFLOW_SERVER_FILE_STORE"] == f"sqlite:///{db}"
+    assert db.exists()  # created (and migrated) under the store lock, not by the server
 
 
 @pytest.mark.skipif(importlib.util.find_spec("promptgov.model._knn") is None,

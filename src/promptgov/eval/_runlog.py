@@ -120,11 +120,15 @@ def _dataset_input(result):
 
 
 def register_prompt(c, snap: dict[str, Any], experiment: str | None = None):
-    """The MLflow prompt-registry version holding ``snap``; registered once per content hash
-    (a concurrent registration of the same prompt is retried once)."""
+    """The MLflow prompt-registry version holding ``snap``; registered once per content hash.
+    Processes registering versions of one prompt at once on a server can collide on the next
+    version number: the loser looks again (the winner may have registered the same content)
+    and retries, with jitter."""
+    import random
+
     from mlflow.exceptions import MlflowException
 
-    for attempt in (0, 1):
+    for attempt in range(6):
         try:
             for v in c.search_prompt_versions(snap["name"]):
                 if (v.tags or {}).get("promptgov.content_hash") == snap["content_hash"]:
@@ -147,28 +151,36 @@ def register_prompt(c, snap: dict[str, Any], experiment: str | None = None):
                       "promptgov.render_fingerprint": snap["render_fingerprint"],
                       "promptgov.demos": str(snap["demos"])})
         except MlflowException:
-            if attempt:
+            if attempt == 5:
                 raise
-            time.sleep(0.2)
+            time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+_RUN_KEYS = ("mlflow.prompt.associatedRunIds", "mlflow.prompt.run_ids")
 
 
 def link_prompt(c, rid: str, pver, exp: str | None) -> None:
     """Run ↔ prompt version both ways, and the prompt to the experiment's Prompts tab, without
     the global tracking store MLflow's own linking helpers use."""
-    from mlflow.prompt.constants import (
-        PROMPT_ASSOCIATED_RUN_IDS_TAG_KEY,
-        PROMPT_EXPERIMENT_IDS_TAG_KEY,
-    )
+    from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
     from mlflow.tracing.utils.prompt import update_linked_prompts_tag
 
     c.set_tag(rid, "mlflow.linkedPrompts", update_linked_prompts_tag(None, [pver]))
     c.set_tag(rid, "promptgov.registry_version", str(pver.version))
-    fresh = c.get_prompt_version(pver.name, pver.version)
-    # the Python client reads associatedRunIds, the UI's version page "MLflow runs:" run_ids
-    for key in (PROMPT_ASSOCIATED_RUN_IDS_TAG_KEY, "mlflow.prompt.run_ids"):
-        runs = [r for r in ((fresh.tags or {}).get(key) or "").split(",") if r]
-        c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
+    # The Python client reads associatedRunIds, the UI's version page ("MLflow runs:")
+    # run_ids. A tag is read, extended and written back: on a server two processes may do that
+    # at once, so the write is checked after a moment and repeated if another one overwrote it.
+    import random
+
+    for _ in range(6):
+        tags = c.get_prompt_version(pver.name, pver.version).tags or {}
+        if all(rid in (tags.get(k) or "").split(",") for k in _RUN_KEYS):
+            break
+        for key in _RUN_KEYS:
+            runs = [r for r in (tags.get(key) or "").split(",") if r and r != rid]
+            c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
+        time.sleep(random.uniform(0.05, 0.3))
     if exp is not None:
         ids = [e for e in (c.get_prompt(pver.name).tags or {}).get(
             PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]

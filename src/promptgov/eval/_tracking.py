@@ -24,6 +24,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # .promptgov/pending/ rather than retrying for minutes (MLflow: 7 retries, 120 s timeouts).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+# A command's stdout is its own (`--json` is parsed): MLflow prints run links to it for a server.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 RUN_TAG = "promptgov.prompt"
 _clients: dict[tuple[str, str], object] = {}
