@@ -21,7 +21,7 @@ from support.jobs_fixtures import cli_queue, open_queue
 from support.jobs_package import env
 from support.openai_server import Reply
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jobs")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jobs-processes")]
 N, CONCURRENCY = 200, 8
 
 
@@ -39,13 +39,13 @@ def test_a_killed_worker_loses_no_job_and_completes_none_twice(sb, queue_url, op
     survivor = subprocess.Popen(cmd, env=e, stderr=subprocess.PIPE, text=True)
     try:
         with open_queue(sb, queue_url) as q:
-            deadline = time.monotonic() + 60
-            while q.status()["jobs"]["completed"] < N // 4:
+            deadline = time.monotonic() + 240  # a loaded CI machine imports LiteLLM slowly
+            while not (q.status()["jobs"]["completed"] >= N // 4 and _working(q, victim.pid)):
                 assert time.monotonic() < deadline, "the workers made no progress"
                 assert victim.poll() is None, victim.stderr.read()
                 time.sleep(0.05)
             victim.send_signal(signal.SIGKILL)
-            assert survivor.wait(120) == 0, survivor.stderr.read()
+            assert survivor.wait(300) == 0, survivor.stderr.read()
             st = q.status()["jobs"]
             traces = q.traces()
     finally:
@@ -66,9 +66,16 @@ def test_a_killed_worker_loses_no_job_and_completes_none_twice(sb, queue_url, op
     assert 1 <= len(lost) <= CONCURRENCY  # the kill hit jobs in hand, and only those
 
     calls = Counter(r.body["messages"][-1]["content"].removeprefix("Customer message:\n")
-                    for r in openai_server.requests)
+                    for r in openai_server.requests
+                    if "messages" in r.body)  # not a request cut short by the SIGKILL
     assert set(calls) == {f"ticket {i}" for i in range(N)}
     repeated = {text for text, n in calls.items() if n > 1}
     assert repeated <= lost and sum(calls.values()) - N <= len(lost)
     print(f"\n{queue_url.split(':')[0]}: killed worker held {len(lost)} job(s); "
           f"{sum(calls.values())} model calls for {N} jobs")
+
+
+def _working(q, pid: int) -> bool:
+    """Whether the worker process ``pid`` has finished a job (and so holds others now)."""
+    return any((a.get("worker") or "").endswith(f":{pid}")
+               for t in q.traces(["completed"]) for a in t["attempts"])

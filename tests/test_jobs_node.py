@@ -15,7 +15,7 @@ import pytest
 
 from support.jobs_fixtures import open_queue
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jobs")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jobs-processes")]
 NODE_DIR = Path(__file__).parent / "jobs_node"
 
 
