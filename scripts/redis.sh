@@ -6,8 +6,8 @@ set -euo pipefail
 port=${REDIS_PORT:-6379}
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis: installing redis-server (apt)" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
 fi
 ping() { redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; }
 if ! ping; then
