@@ -29,7 +29,7 @@ PROMPTGOV = str(Path(sys.executable).with_name("promptgov"))
 runner = CliRunner()
 
 TRIAGE_V1 = "prompts/ticket_triage/v1.yaml"
-SUMMARY_OK = ("promptgov check: ok: 4 prompt versions, 2 schemas, 4 evalsets checked against "
+SUMMARY_OK = ("promptgov check: ok: 5 prompt versions, 2 schemas, 4 evalsets checked against "
               "governance/lock.json")
 
 
@@ -112,8 +112,8 @@ def test_ls_lists_all_versions_locked(workspace_dir):
     r = cli(workspace_dir, "ls")
     assert r.code == 0, r.err
     rows = {ln.split("│")[1].strip(): ln for ln in r.out.splitlines() if ln.startswith("│")}
-    assert sorted(rows) == ["reply_draft@1", "ticket_extraction@1", "ticket_triage@1",
-                            "ticket_triage@2"]
+    assert sorted(rows) == sorted(f"{f.parent.name}@{f.stem[1:]}"
+                                  for f in workspace_dir.glob("prompts/*/v*.yaml"))
     lock = lock_data(workspace_dir)["prompts"]
     for ref, row in rows.items():
         assert row.split("│")[-2].strip() == "locked"
@@ -263,7 +263,7 @@ def test_new_version_must_be_locked(workspace_dir):
 
     r = cli(workspace_dir, "check")
     assert r.code == 0, r.err
-    assert r.out.startswith("promptgov check: ok: 5 prompt versions")
+    assert r.out.startswith("promptgov check: ok: 6 prompt versions")
 
 
 def test_unknown_schema_reference(workspace_dir, writes_bytecode):
@@ -358,13 +358,13 @@ def _bad_jsonl_line(ws: Path) -> tuple[str, int]:
 
 
 def _unknown_schema(ws: Path) -> tuple[str, dict[str, int]]:
-    (ws / "prompts/ticket_extraction/v2.yaml").write_text(
+    (ws / "prompts/ticket_extraction/v9.yaml").write_text(
         (ws / "prompts/ticket_extraction/v1.yaml").read_text(encoding="utf-8")
-        .replace("version: 1", "version: 2")
+        .replace("version: 1", "version: 9")
         .replace("response_schema: ticket_extraction@1", "response_schema: ticket_extraction@7"),
         encoding="utf-8")
-    # `check` also says that v2 is not locked; `lock` refuses for the unknown schema only
-    return ("prompts/ticket_extraction/v2.yaml: ticket_extraction@2 references unknown schema "
+    # `check` also says that v9 is not locked; `lock` refuses for the unknown schema only
+    return ("prompts/ticket_extraction/v9.yaml: ticket_extraction@9 references unknown schema "
             "'ticket_extraction@7'"), {"check": 2, "lock": 1}
 
 

@@ -317,7 +317,8 @@ def test_policy_gates_merge_most_specific_wins(workspace_dir):
         min_accuracy=0.75, max_failure_rate=0.02, max_cost_per_1k_usd=5.0,
         max_latency_p95_s=10.0, min_auto_precision=0.95, min_cases=100,
         required_evalsets=("ticket_triage",))
-    assert g.for_prompt("ticket_extraction", "extraction").min_accuracy == 0.85
+    assert g.for_prompt("other", "extraction").min_accuracy == 0.85  # the kind's bar
+    assert g.for_prompt("ticket_extraction", "extraction").min_accuracy == 0.05  # its own floor
     assert g.for_prompt("reply_draft", "draft").min_cases == 30
     assert g.for_prompt("other", "draft").min_auto_precision is None
 

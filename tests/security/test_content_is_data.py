@@ -132,20 +132,20 @@ def test_forged_file_sha_in_the_lock_is_not_trusted(workspace_dir, state):
 
 def test_lowered_gate_fails_check_and_approves_nothing(workspace_dir):
     policy = workspace_dir / "governance/policy.toml"
-    policy.write_text(policy.read_text(encoding="utf-8")
-                      + "\n[gates.prompt.ticket_extraction]\nmin_accuracy = 0.05\n",
+    text = policy.read_text(encoding="utf-8")
+    assert "\n[gates.prompt.reply_draft]" not in text
+    policy.write_text(text + "\n[gates.prompt.reply_draft]\nmin_accuracy = 0.05\n",
                       encoding="utf-8")
     err = one_error(run(workspace_dir, "check"), "governance/policy.toml")
     assert "the policy changed since it was locked" in err
-    assert "weakens 1 gate: ticket_extraction: min_accuracy 0.85 → 0.05" in err
+    assert "weakens 1 gate: reply_draft: min_accuracy 0.95 → 0.05" in err
     with pytest.raises(GovernanceError, match="differs from the locked policy"):
-        pg.approve("ticket_extraction@1", "0" * 32, by="mallory", workspace=workspace_dir)
+        pg.approve("reply_draft@1", "0" * 32, by="mallory", workspace=workspace_dir)
     assert not (workspace_dir / "governance/approvals").exists()
     # locking it is the way through, and the lock's diff then shows the change for review
     assert run(workspace_dir, "lock").returncode == 0
     lock = json.loads((workspace_dir / "governance/lock.json").read_text(encoding="utf-8"))
-    assert lock["policy"]["content"]["gates"]["prompt"]["ticket_extraction"] == {
-        "min_accuracy": 0.05}
+    assert lock["policy"]["content"]["gates"]["prompt"]["reply_draft"] == {"min_accuracy": 0.05}
     assert run(workspace_dir, "check").returncode == 0
 
 

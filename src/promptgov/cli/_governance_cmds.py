@@ -146,7 +146,7 @@ def release_cmd(
 
     Example: promptgov release support ticket_triage@2 reply_draft@1
     """
-    from promptgov.governance._releases import release as do_release
+    from promptgov.governance._releasing import release as do_release
 
     w = workspace(ws)
     with _errors(ValueError):
@@ -174,7 +174,7 @@ def gate_cmd(
     Example: promptgov gate support
     """
     _quiet_mlflow()
-    from promptgov.governance._gates import gate as do_gate
+    from promptgov.governance._regression import gate as do_gate
 
     w = workspace(ws)
     with _errors(ValueError):

@@ -8,7 +8,8 @@ first use.
 from importlib import import_module
 from typing import Any
 
-from promptgov.governance._check import CheckResult, Problem, check, lock
+from promptgov.governance._check import CheckResult, check, lock
+from promptgov.governance._problem import Problem
 
 _LAZY = {
     "Approval": "promptgov.governance._approvals",
@@ -16,11 +17,11 @@ _LAZY = {
     "revoke": "promptgov.governance._approvals",
     "load_approval": "promptgov.governance._approvals",
     "GateCheck": "promptgov.governance._gates",
-    "GateReport": "promptgov.governance._gates",
-    "gate": "promptgov.governance._gates",
+    "GateReport": "promptgov.governance._regression",
+    "gate": "promptgov.governance._regression",
     "Release": "promptgov.governance._releases",
     "load_release": "promptgov.governance._releases",
-    "release": "promptgov.governance._releases",
+    "release": "promptgov.governance._releasing",
     "status": "promptgov.governance._status",
     "load_policy": "promptgov.governance._policy",
 }

@@ -31,7 +31,7 @@ from promptgov.governance._evidence import (
 )
 from promptgov.governance._gates import check_gates
 from promptgov.governance._lock import file_sha, read_lock, write_text_atomic
-from promptgov.governance._policy import load_policy
+from promptgov.governance._policy import locked_policy
 from promptgov.workspace._refs import parse_ref
 
 APPROVALS_DIR = "governance/approvals"
@@ -188,7 +188,7 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
     if entry is None:
         raise GovernanceError(f"{pv.ref} is not locked (fix: run `promptgov lock`, evaluate the "
                               "locked version, then approve that run)")
-    policy = _locked_policy(ws.root, lock)  # before MLflow: no evidence counts under it
+    policy = locked_policy(ws.root, lock)  # before MLflow: no evidence counts under it
     old = load_approval(ws.root, pv.ref)
     if old is not None and old.status == "revoked":
         rv = old.revocation
@@ -255,21 +255,6 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
         if cassette is not None:
             cassette.unlink(missing_ok=True)
     return a
-
-
-def _locked_policy(root: Path, lock: dict):
-    """The policy, refused unless it is the one in the lock: a gate lowered in the working tree
-    must go through `promptgov lock` (and its review) before it can approve anything."""
-    from promptgov.governance._policy import POLICY_FILE
-
-    policy = load_policy(root)
-    locked = lock.get("policy")
-    if (locked is None and (root / POLICY_FILE).exists()) or (
-            locked is not None and locked["hash"] != policy.hash):
-        raise GovernanceError(f"refused: {POLICY_FILE} differs from the locked policy; nothing "
-                              "was written (fix: run `promptgov check` to see what changed, then "
-                              "revert it or `promptgov lock` it)")
-    return policy
 
 
 def revoke(ref: str, by: str, reason: str, *, workspace: Any = None) -> Approval:

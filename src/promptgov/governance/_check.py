@@ -17,24 +17,10 @@ from typing import Any
 from promptgov.errors import GovernanceError, WorkspaceError
 from promptgov.governance._derived import Derived
 from promptgov.governance._lock import file_sha, read_lock, tooling, write_lock
+from promptgov.governance._problem import Problem
 from promptgov.hashing import short
 
 _VFILE = re.compile(r"^v(\d+)\.ya?ml$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    message: str
-    fix: str
-    code: str = ""
-    """What kind of problem, for logic (never branch on the message): ``unlocked`` and
-    ``policy_changed`` (what ``promptgov lock`` resolves), ``drift``, ``invalid_content``,
-    ``contamination``, ``evidence``, ``deleted``, ``reference`` (an unknown schema or evalset);
-    empty for a file that does not load."""
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.message} (fix: {self.fix})"
 
 
 @dataclass
@@ -503,7 +489,7 @@ def check(root: Any = None, *, full: bool = False, runs: bool = False) -> CheckR
         releases = []
     problems += release_problems(s, releases)
     if runs:
-        from promptgov.governance._evidence import verify_approvals
+        from promptgov.governance._audit import verify_approvals
 
         problems += [Problem(f, p, "approve again from a real evaluation run, or restore the "
                              "record from git", "evidence") for f, p in verify_approvals(root)]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from promptgov.errors import WorkspaceError
+from promptgov.errors import GovernanceError, WorkspaceError
 
 Action = Literal["auto_process", "queue_for_human", "legacy_fallback"]
 POLICY_FILE = "governance/policy.toml"
@@ -159,6 +159,19 @@ def load_policy(root: Path) -> Policy:
                        f"({routing.review}) <= auto ({routing.auto}) <= 1", "correct [routing]")
     return Policy(routing, retry, _prices(pf, raw.get("prices", {})),
                   _gates(root, pf, raw.get("gates", {})), raw)
+
+
+def locked_policy(root: Path, lock: dict) -> Policy:
+    """The policy, refused unless it is the one in the lock: a gate lowered in the working tree
+    must go through `promptgov lock` (and its review) before it can approve anything."""
+    policy = load_policy(root)
+    locked = lock.get("policy")
+    if (locked is None and (root / POLICY_FILE).exists()) or (
+            locked is not None and locked["hash"] != policy.hash):
+        raise GovernanceError(f"refused: {POLICY_FILE} differs from the locked policy; nothing "
+                              "was written (fix: run `promptgov check` to see what changed, then "
+                              "revert it or `promptgov lock` it)")
+    return policy
 
 
 def _prices(pf: _File, raw: Any) -> dict[str, dict[str, float]]:

@@ -21,11 +21,11 @@ versions reference. This module is stdlib only (``tomllib``): ``check`` runs it 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptgov.errors import GovernanceError, WorkspaceError
+from promptgov.errors import WorkspaceError
 from promptgov.hashing import short
 
 RELEASES_DIR = "governance/releases"
@@ -182,7 +182,7 @@ def release_problems(s, releases: list[Release]):
     """``check``'s verdict on ``releases`` against scan ``s``: every named version approved,
     not revoked, still matching its approval, and no breaking schema change against the
     previous release."""
-    from promptgov.governance._check import Problem
+    from promptgov.governance._problem import Problem
 
     out = []
     for rel in releases:
@@ -223,7 +223,7 @@ def release_problems(s, releases: list[Release]):
 
 def _breaking(s, rel: Release, tag: str):
     """Schemas of this release that break the schema the previous release answered with."""
-    from promptgov.governance._check import Problem
+    from promptgov.governance._problem import Problem
 
     before = dict(r.split("@") for r in rel.previous)
     out = []
@@ -258,42 +258,3 @@ def _breaking(s, rel: Release, tag: str):
 
 
 # -- promptgov release -------------------------------------------------------------------------
-
-def release(name: str, prompts: list[str], *, description: str | None = None,
-            workspace: Any = None) -> Release:
-    """Create or update release ``name`` to ship ``prompts`` (``PROMPT@VERSION`` each).
-
-    Refuses (raises, writes nothing) unless every version is approved and matches its approval,
-    and no schema breaks against the previous release. ``version`` is bumped when the set of
-    versions changes; the previous set is kept under ``[previous]``.
-
-    Example:
-        >>> pg.release("support", ["ticket_triage@2"], workspace=ws)    # doctest: +SKIP
-    """
-    from promptgov.governance._check import scan
-    from promptgov.governance._lock import write_text_atomic
-    from promptgov.workspace import Workspace
-
-    ws = Workspace.of(workspace)
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"release name {name!r}: use lower-case letters, digits, - and _")
-    refs = tuple(sorted(prompts))
-    path = release_path(ws.root, name)
-    candidate = Release(name, 1, refs, description or "")
-    _refs(path, list(refs), "prompts", empty=False)
-    if path.exists():
-        old = _parse(path)
-        if sorted(old.prompts) == list(refs):
-            candidate = replace(old, description=old.description if description is None
-                                else description)
-        else:
-            candidate = Release(name, old.version + 1, refs,
-                                old.description if description is None else description,
-                                old.version, old.prompts)
-    problems = release_problems(scan(ws.root), [candidate])
-    if problems:
-        raise GovernanceError(f"refused: release {name} v{candidate.version} would not pass "
-                              "`promptgov check`; nothing was written:\n  "
-                              + "\n  ".join(map(str, problems)))
-    write_text_atomic(path, candidate.to_toml())
-    return candidate
