@@ -33,7 +33,7 @@ from promptgov.export._runtime import _hashing, _render
 from promptgov.export._runtime._errors import RenderError
 from promptgov.export._runtime._facts import unsupported_facts
 from promptgov.governance import load_approval
-from promptgov.governance._policy import load_policy
+from promptgov.workspace._policy import load_policy
 from promptgov.governance._releases import Release
 from promptgov.hashing import content_hash
 

@@ -23,7 +23,7 @@ import promptgov.cli  # noqa: F401  (registers the commands on the app)
 from conftest import copy_workspace
 from promptgov.cli._app import app
 from promptgov.errors import GateFailed, GovernanceError, WorkspaceError
-from promptgov.governance._policy import Gates, load_policy
+from promptgov.workspace._policy import Gates, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

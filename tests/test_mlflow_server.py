@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from promptgov.eval import evaluate
-from promptgov.governance._policy import RetryPolicy
+from promptgov.workspace._policy import RetryPolicy
 from promptgov.model._fake import FakeModel
 
 FAST = RetryPolicy(backoff_base_s=0.001, backoff_max_s=0.01)

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from promptgov.adversarial import model_outputs, noisy_text
 from promptgov.eval._engine import Runner
-from promptgov.governance._policy import Policy
+from promptgov.workspace._policy import Policy
 from promptgov.hashing import content_hash
 from promptgov.model._base import Request
 from promptgov.model._fake import FakeModel

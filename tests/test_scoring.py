@@ -21,7 +21,7 @@ from promptgov.eval._scoring import (
     metrics,
     score_case,
 )
-from promptgov.governance._policy import RetryPolicy, Routing, load_policy
+from promptgov.workspace._policy import RetryPolicy, Routing, load_policy
 from promptgov.model._fake import FakeModel
 
 ROOT = Path(__file__).resolve().parent.parent

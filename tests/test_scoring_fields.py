@@ -13,7 +13,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from promptgov.eval._fieldscore import case_f1
 from promptgov.eval._scoring import metrics, score_case
-from promptgov.governance._policy import Routing
+from promptgov.workspace._policy import Routing
 
 INTENTS = ["balance", "card", "deny", "pin", "refund", "when"]
 values = {"amount": st.sampled_from([None, None, 10.0, 25.5, 99.0]),
@@ -123,7 +123,7 @@ def test_a_failed_case_misses_every_gold_item():
 
 def test_extraction_gates_read_the_f1_metrics(workspace):
     from promptgov.governance._gates import check_gates
-    from promptgov.governance._policy import Gates, load_policy
+    from promptgov.workspace._policy import Gates, load_policy
 
     gates = load_policy(workspace.root).gates.kinds["extraction"]
     assert (gates.min_field_f1, gates.min_intent_f1) == (0.80, 0.80)

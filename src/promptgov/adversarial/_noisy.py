@@ -100,7 +100,7 @@ def save_noisy(root, evalset: Evalset, cases: list[Case], *, seed: int, n: int,
     """Write the noisy evalset atomically (or keep the identical one already there):
     ``(evalset, written)``. New content gets a new version: the version already locked with
     this hash, else one above every version on disk or in the lock."""
-    from promptgov.governance._lock import read_lock
+    from promptgov.workspace._lock import read_lock
     from promptgov.hashing import content_hash
 
     name = noisy_name(evalset, seed)

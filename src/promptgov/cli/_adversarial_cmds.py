@@ -112,7 +112,7 @@ def _print(r, w) -> None:
                   f"clean → {_short(clean)}, noisy → {_short(noisy)}"
                   + (f" ({f['failure']})" if f["failure"] else ""))
             print(f"    clean: {f['clean_text']!r}\n    noisy: {f['noisy_text']!r}")
-    from promptgov.governance._lock import read_lock
+    from promptgov.workspace._lock import read_lock
 
     if r.locked:
         print(f"locked: {', '.join(r.locked)}")

@@ -148,7 +148,7 @@ def latest_runs(root: Path, prompt_name: str, *, evalset: str | None = None,
         pool = _runindex.all_runs(root, c)
     else:
         pool = _search(c or client(root), prompt_name)
-    from promptgov.governance._lock import read_lock
+    from promptgov.workspace._lock import read_lock
 
     locked = read_lock(root)["prompts"]
     out: dict[int, Any] = {}

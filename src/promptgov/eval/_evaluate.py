@@ -11,7 +11,7 @@ from promptgov.eval._engine import Progress, resolve, run_cases
 from promptgov.eval._result import EvalResult
 from promptgov.eval._scoring import metrics as run_metrics
 from promptgov.eval._scoring import score_case
-from promptgov.governance._policy import RetryPolicy
+from promptgov.workspace._policy import RetryPolicy
 from promptgov.model._base import Model
 
 
@@ -118,7 +118,7 @@ def _log(ws, result: EvalResult, pv, state: str, opening) -> None:
 def lock_state(ws, pv, allow_drift: bool = False) -> str:
     """``locked``, ``unlocked`` or ``drifted`` (a locked version whose file or rendered messages
     no longer match the lock). Drifted refuses with ``check``'s message unless ``allow_drift``."""
-    from promptgov.governance._lock import read_lock
+    from promptgov.workspace._lock import read_lock
     from promptgov.hashing import short
 
     entry = read_lock(ws.root)["prompts"].get(pv.ref)

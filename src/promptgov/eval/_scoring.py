@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from promptgov.eval._fieldscore import case_counts, field_metrics, same
-from promptgov.governance._policy import Routing
+from promptgov.workspace._policy import Routing
 
 
 def score_case(kind: str, rec: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ _LAZY = {
     "load_release": "promptgov.governance._releases",
     "release": "promptgov.governance._releasing",
     "status": "promptgov.governance._status",
-    "load_policy": "promptgov.governance._policy",
+    "load_policy": "promptgov.workspace._policy",
 }
 
 __all__ = ["CheckResult", "Problem", "check", "lock", *_LAZY]

@@ -30,8 +30,8 @@ from promptgov.governance._evidence import (
     tracking_kind,
 )
 from promptgov.governance._gates import check_gates
-from promptgov.governance._lock import file_sha, read_lock, write_text_atomic
-from promptgov.governance._policy import locked_policy
+from promptgov.workspace._lock import file_sha, read_lock, write_text_atomic
+from promptgov.workspace._policy import locked_policy
 from promptgov.workspace._refs import parse_ref
 
 APPROVALS_DIR = "governance/approvals"

@@ -13,8 +13,8 @@ def verify_approvals(root: Path) -> list[tuple[str, str]]:
     (``promptgov check --runs``)."""
     from promptgov.eval._tracking import client
     from promptgov.governance._approvals import APPROVALS_DIR, load_approval
-    from promptgov.governance._lock import read_lock
-    from promptgov.governance._policy import load_policy
+    from promptgov.workspace._lock import read_lock
+    from promptgov.workspace._policy import load_policy
 
     d = root / APPROVALS_DIR
     refs = sorted(f.stem for f in d.glob("*.toml")) if d.is_dir() else []

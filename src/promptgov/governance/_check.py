@@ -16,7 +16,7 @@ from typing import Any
 
 from promptgov.errors import GovernanceError, WorkspaceError
 from promptgov.governance._derived import Derived
-from promptgov.governance._lock import file_sha, read_lock, tooling, write_lock
+from promptgov.workspace._lock import file_sha, read_lock, tooling, write_lock
 from promptgov.governance._problem import Problem
 from promptgov.hashing import short
 
@@ -146,7 +146,7 @@ def _latest(s: Scan, name: str | None) -> str | None:
 def _scan_policy(s: Scan) -> None:
     """The policy is governed content: it must equal the one recorded by ``promptgov lock``;
     a change is listed gate by gate where it weakens one, so a reviewer sees it."""
-    from promptgov.governance._policy import POLICY_FILE, load_policy, policy_from_raw, weakened
+    from promptgov.workspace._policy import POLICY_FILE, load_policy, policy_from_raw, weakened
 
     try:
         policy = load_policy(s.root)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptgov.governance._lock import tooling, write_text_atomic
+from promptgov.workspace._lock import tooling, write_text_atomic
 
 DERIVED_FILE = ".promptgov/derived.json"
 _KINDS = ("schemas", "evalsets", "prompts", "pairs", "expected")

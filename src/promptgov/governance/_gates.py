@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from promptgov.governance._policy import Gates
+from promptgov.workspace._policy import Gates
 
 GATE_METRICS: dict[str, str] = {
     "min_accuracy": "accuracy", "max_failure_rate": "failure_rate",

@@ -9,7 +9,7 @@ from typing import Any
 
 from promptgov.errors import WorkspaceError
 from promptgov.governance._gates import GateCheck, check_gates
-from promptgov.governance._policy import locked_policy
+from promptgov.workspace._policy import locked_policy
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def gate(release: str, *, model: str | None = None, workspace: Any = None,
         >>> report.ok, report.failures()                                 # doctest: +SKIP
     """
     from promptgov.governance._approvals import load_approval
-    from promptgov.governance._lock import read_lock
+    from promptgov.workspace._lock import read_lock
     from promptgov.governance._releases import load_release
     from promptgov.workspace import Workspace
 
@@ -102,7 +102,7 @@ def _evidence(ws, a) -> tuple[str, ...]:
 
 def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> VersionGate:
     from promptgov.eval import evaluate
-    from promptgov.governance._lock import file_sha
+    from promptgov.workspace._lock import file_sha
     from promptgov.hashing import short
 
     try:

@@ -168,7 +168,7 @@ def mismatches(s, ref: str, a: dict[str, Any]) -> list[str]:
         out.append(f"evalset {es} hash is now {short(now_es or 'none')}, approved "
                    f"{short(a.get('evalset_hash') or 'none')}")
     if a.get("cassette"):
-        from promptgov.governance._lock import file_sha
+        from promptgov.workspace._lock import file_sha
 
         p = s.root / a["cassette"]
         if not p.is_file():

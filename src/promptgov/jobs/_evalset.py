@@ -120,7 +120,7 @@ def evalset_from_jobs(ws: Any, traces: list[dict[str, Any]], *, prompt: str | No
 
 
 def _next_version(root: Path, name: str, old: Any) -> int:
-    from promptgov.governance._lock import read_lock
+    from promptgov.workspace._lock import read_lock
 
     locked = [int(r.rpartition("@")[2]) for r in read_lock(root)["evalsets"]
               if r.rpartition("@")[0] == name]

@@ -57,6 +57,14 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
+    @property
+    def policy(self):
+        """``governance/policy.toml`` as typed objects (read on every access: a notebook that
+        edits the file sees the edit)."""
+        from promptgov.workspace._policy import load_policy
+
+        return load_policy(self.root)
+
     # -- paths ------------------------------------------------------------------------------
 
     @property
