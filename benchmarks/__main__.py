@@ -4,7 +4,8 @@
 import subprocess
 import sys
 
-for name in ("bench_check", "bench_knn", "bench_engine", "bench_jobs", "bench_providers"):
+for name in ("bench_check", "bench_knn", "bench_engine", "bench_jobs", "bench_providers",
+             "bench_tracking"):
     print(f"\n=== {name} ===", flush=True)
     rc = subprocess.call([sys.executable, "-m", f"benchmarks.{name}"])
     if rc:

@@ -11,8 +11,8 @@ from promptgov.eval._engine import Progress, resolve, run_cases
 from promptgov.eval._result import EvalResult
 from promptgov.eval._scoring import metrics as run_metrics
 from promptgov.eval._scoring import score_case
-from promptgov.workspace._policy import RetryPolicy
 from promptgov.model._base import Model
+from promptgov.workspace._policy import RetryPolicy
 
 
 def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = None,
@@ -58,15 +58,26 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
     """
     ws, pv, es, schema, policy, m = resolve(workspace, prompt, evalset, model)
     state = lock_state(ws, pv, allow_drift)
-    opening = None
-    if track:  # reachability first; then MLflow opens in the background while the cases run
-        from promptgov.eval._tracking import check_reachable, open_async
+    logger = None
+    if track:  # reachability first; then MLflow opens in a logger process while cases run
+        from promptgov.eval._logger import Logger
+        from promptgov.eval._tracking import check_reachable
 
         check_reachable(ws.root)
-        opening = open_async(ws.root, pv.name)
+        logger = Logger(ws.root, pv.name)
+    try:
+        return _evaluate(ws, pv, es, schema, policy, m, logger, state, concurrency=concurrency,
+                         budget_usd=budget_usd, cache=cache, samples=samples, retry=retry,
+                         progress=progress, record=record)
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def _evaluate(ws, pv, es, schema, policy, m, logger, state: str, *, concurrency: int,
+              samples: int, **kw) -> EvalResult:
     records, totals, wall = run_cases(ws, pv, es, schema, policy, m, concurrency=concurrency,
-                                      budget_usd=budget_usd, cache=cache, samples=samples,
-                                      retry=retry, progress=progress, record=record)
+                                      samples=samples, **kw)
     for r in records:
         try:
             score_case(pv.kind, r)
@@ -94,32 +105,32 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
         if totals.interrupted:
             raise EvalInterrupted(_partial(result), result)
         raise RunStopped(totals.stop_reason, result)
-    if track:
-        _log(ws, result, pv, state, opening)
+    if logger is not None:
+        _log(ws, result, pv, state, logger)
     return result
 
 
-def _log(ws, result: EvalResult, pv, state: str, opening) -> None:
-    """Log ``result``; if that fails, keep it in ``.promptgov/pending/`` and say so (one line)."""
-    from promptgov.eval._pending import _one_line, save
-    from promptgov.eval._runlog import log_eval, snapshot
+def _log(ws, result: EvalResult, pv, state: str, logger) -> None:
+    """Hand ``result`` to the logger process; if logging fails, it is kept in
+    ``.promptgov/pending/`` and the error says so (one line)."""
+    from promptgov.eval._pending import publish, save
+    from promptgov.eval._runlog import snapshot
 
-    snap = snapshot(pv, ws, state)
+    path = save(ws.root, result, snapshot(pv, ws, state), in_flight=True)
     try:
-        result.run_id = log_eval(ws.root, result, snap, opening)
-    except Exception as e:  # noqa: BLE001 - whatever MLflow raised, the result is kept
-        path = save(ws.root, result, snap)
-        rel = path.relative_to(ws.root)
-        raise TrackingError(f"logging to MLflow failed ({_one_line(e)}); the result is kept in "
-                            f"{rel} (fix: `promptgov log --pending` once the store is back)",
-                            result, path) from None
+        result.run_id = logger.log(path)
+    except (RuntimeError, OSError) as e:
+        rel = publish(path).relative_to(ws.root)
+        raise TrackingError(f"logging to MLflow failed ({e}); the result is kept in {rel} "
+                            "(fix: `promptgov log --pending` once the store is back)",
+                            result, ws.root / rel) from None
 
 
 def lock_state(ws, pv, allow_drift: bool = False) -> str:
     """``locked``, ``unlocked`` or ``drifted`` (a locked version whose file or rendered messages
     no longer match the lock). Drifted refuses with ``check``'s message unless ``allow_drift``."""
-    from promptgov.workspace._lock import read_lock
     from promptgov.hashing import short
+    from promptgov.workspace._lock import read_lock
 
     entry = read_lock(ws.root)["prompts"].get(pv.ref)
     if entry is None:

@@ -17,8 +17,10 @@ from typing import Any
 PENDING_DIR = ".promptgov/pending"
 
 
-def save(root: Path, result, snap: dict[str, Any]) -> Path:
-    """Keep ``result`` for a later upload; atomic (a reader never sees half a file)."""
+def save(root: Path, result, snap: dict[str, Any], *, in_flight: bool = False) -> Path:
+    """Keep ``result`` for a later upload; atomic (a reader never sees half a file).
+    ``in_flight``: a hidden name that ``log --pending`` skips, for a result being logged now
+    (:func:`publish` makes it pending if that fails)."""
     from dataclasses import asdict
 
     d = root / PENDING_DIR
@@ -28,9 +30,18 @@ def save(root: Path, result, snap: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json", dir=d)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False, default=str)
-    path = d / f"{stamp}-{result.prompt}-{os.getpid()}.json"
+    path = d / f"{'.in-flight-' if in_flight else ''}{stamp}-{result.prompt}-{os.getpid()}.json"
     os.replace(tmp, path)
     return path
+
+
+def publish(path: Path) -> Path:
+    """An in-flight result whose logging failed becomes pending."""
+    if not path.exists():
+        return path
+    dst = path.with_name(path.name.removeprefix(".in-flight-"))
+    os.replace(path, dst)
+    return dst
 
 
 def pending(root: Path) -> list[Path]:

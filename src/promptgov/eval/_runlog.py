@@ -51,15 +51,15 @@ def run_name(snap: dict[str, Any], model: str, suffix: str = "") -> str:
                                                                           else [])]) + f" · {model}"
 
 
-def log_eval(root: Path, result, snap: dict[str, Any], opening=None) -> str:
-    """Log ``result`` as one MLflow run; returns the run id. ``opening``: MLflow already being
-    opened in the background (:func:`promptgov.eval._tracking.open_async`)."""
+def log_eval(root: Path, result, snap: dict[str, Any], opened: tuple | None = None) -> str:
+    """Log ``result`` as one MLflow run; returns the run id. ``opened``: ``(client,
+    experiment id)`` already opened (by the logger process, :mod:`promptgov.eval._logger`)."""
     from mlflow.entities import Metric, Param
 
     from promptgov.eval._tracking import client
 
-    if opening is not None:
-        c, exp = opening.get()
+    if opened is not None:
+        c, exp = opened
     else:
         c = client(root)
         exp = experiment_id(c, root, snap["name"])
@@ -90,7 +90,8 @@ def log_eval(root: Path, result, snap: dict[str, Any], opening=None) -> str:
             if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
                 c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
             if not drifted:
-                link_prompt(c, rid, register_prompt(c, snap, exp), exp)
+                link_prompt(c, rid, register_prompt(c, snap, exp), exp,
+                            local=c.tracking_uri.startswith("sqlite:"))
             c.set_terminated(rid, "FINISHED")
         except BaseException:
             c.set_terminated(rid, "FAILED")
@@ -160,7 +161,7 @@ def register_prompt(c, snap: dict[str, Any], experiment: str | None = None):
 _RUN_KEYS = ("mlflow.prompt.associatedRunIds", "mlflow.prompt.run_ids")
 
 
-def link_prompt(c, rid: str, pver, exp: str | None) -> None:
+def link_prompt(c, rid: str, pver, exp: str | None, local: bool = False) -> None:
     """Run ↔ prompt version both ways, and the prompt to the experiment's Prompts tab, without
     the global tracking store MLflow's own linking helpers use."""
     from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
@@ -180,6 +181,8 @@ def link_prompt(c, rid: str, pver, exp: str | None) -> None:
         for key in _RUN_KEYS:
             runs = [r for r in (tags.get(key) or "").split(",") if r and r != rid]
             c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
+        if local:
+            break  # the store lock serialises writers: nobody overwrote it
         time.sleep(random.uniform(0.05, 0.3))
     if exp is not None:
         ids = [e for e in (c.get_prompt(pver.name).tags or {}).get(

@@ -5,10 +5,11 @@ The default store is a SQLite file in the workspace (``.promptgov/mlflow.db``, a
 Everything goes through an explicit ``MlflowClient``: no global MLflow state is changed.
 
 Opening MLflow costs seconds (the import, the SQLAlchemy store, its migrations), so
-:func:`open_async` starts it in a thread while the cases run; a remote server is checked for
-reachability (:func:`check_reachable`) before the first model call, so an unreachable one costs
-nothing. Two processes creating or migrating the same SQLite store at once, or writing to it,
-take turns on a file lock (:func:`store_lock`) instead of crashing in a migration.
+``evaluate()`` opens it in a logger process while the cases run (:mod:`promptgov.eval._logger`);
+a remote server is checked for reachability (:func:`check_reachable`) before the first model
+call, so an unreachable one costs nothing. Two processes creating or migrating the same SQLite
+store at once, or writing to it, take turns on a file lock (:func:`store_lock`) instead of
+crashing in a migration.
 """
 
 from __future__ import annotations
@@ -142,35 +143,6 @@ def client(root: Path):
         c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     with _clients_guard:
         return _clients.setdefault(key, c)
-
-
-class Opening:
-    """MLflow opened in a thread (import, store, experiment) while the eval runs.
-    ``get()`` waits for it and re-raises what failed there, in the caller's thread."""
-
-    def __init__(self, root: Path, experiment: str):
-        self._out: tuple | None = None
-        self._t = threading.Thread(target=self._open, args=(root, experiment), daemon=True,
-                                   name="promptgov-mlflow-open")
-        self._t.start()
-
-    def _open(self, root: Path, experiment: str) -> None:
-        try:
-            c = client(root)
-            self._out = (c, experiment_id(c, root, experiment), None)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller by get()
-            self._out = (None, None, e)
-
-    def get(self):
-        self._t.join()
-        c, exp, err = self._out  # type: ignore[misc]
-        if err is not None:
-            raise err
-        return c, exp
-
-
-def open_async(root: Path, experiment: str) -> Opening:
-    return Opening(root, experiment)
 
 
 VIEW_KEY = "promptgov"
