@@ -90,8 +90,25 @@ def ui(
         from promptgov.eval._tracking import client
 
         client(w.root)  # a new store is created under the store lock, not by the server
-    print(f"MLflow UI: http://{host}:{port}  (tracking URI {uri}; Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI: http://{host}:{port}  (tracking URI {uri}; Ctrl-C stops it)")
+    _print_views(w.root, f"http://{host}:{port}/")
+    sys.stdout.flush()
     raise typer.Exit(serve(*ui_command(uri, w.root / ".promptgov" / "mlartifacts", host, port)))
+
+
+def _print_views(root: Path, base: str) -> None:
+    """Each prompt's runs list with the promptgov view (headline metrics, version, content
+    hash as columns), from the run index (no MLflow import)."""
+    from promptgov.eval._runindex import runs
+    from promptgov.eval._tracking import RUN_TAG, ui_path
+
+    exps = {}
+    for e in runs(root) or ():
+        name = e["tags"].get(RUN_TAG, "").partition("@")[0]
+        if name:
+            exps.setdefault(name, e["experiment_id"])
+    for name, exp in sorted(exps.items()):
+        print(f"  {name}: {base}{ui_path(exp)}")
 
 
 def ui_command(uri: str, artifacts, host: str, port: int) -> tuple[list[str], dict[str, str]]:
