@@ -54,6 +54,9 @@ def ws(workspace_dir: Path) -> Path:
     es = Workspace(workspace_dir).evalset("ticket_triage")
     write_evalset(workspace_dir / "evalsets" / "ticket_triage",
                   es.manifest.model_copy(update={"count": N}), list(es.cases[:N]))
+    # A scratch variant of the example: nothing in it is locked, so the edited v1 and the cut
+    # evalset are evaluated as they are (a locked version that drifted is refused).
+    (workspace_dir / "governance" / "lock.json").unlink()
     return workspace_dir
 
 

@@ -145,7 +145,7 @@ def latest_runs(root: Path, prompt_name: str, *, evalset: str | None = None,
     if found is not None:
         pool = [_runindex.as_run(e) for e in found]
     elif _runindex.is_local(tracking_uri(root)):
-        pool = _runindex.all_runs(root, c)
+        pool = _runindex.all_runs(root, c or client(root))
     else:
         pool = _search(c or client(root), prompt_name)
     from promptgov.workspace._lock import read_lock

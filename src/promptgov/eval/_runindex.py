@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from promptgov.eval._tracking import RUN_TAG, is_local, tracking_uri
+from promptgov.eval._store import RUN_TAG, is_local, store_lock, tracking_uri
 
 __all__ = ["all_runs", "as_run", "is_local", "rebuild", "resolve_run_id", "runs",
            "writing"]
@@ -64,8 +64,6 @@ def writing(root: Path, c):
     new run ids to. If the index was current before the write, it is after (the new runs are
     indexed and the stamp moves on); if the write fails half-way, the index is left untrusted
     and the next reader rebuilds it."""
-    from promptgov.eval._tracking import store_lock
-
     with store_lock(root):
         db = _db(root)
         d = root / INDEX_DIR
@@ -107,8 +105,6 @@ def rebuild(root: Path, c, *, locked: bool = False) -> list[dict[str, Any]]:
     ``locked``: the caller already holds the store lock."""
     from contextlib import nullcontext
 
-    from promptgov.eval._tracking import store_lock
-
     db = _db(root)
     found: list[dict[str, Any]] = []
     with nullcontext() if locked else store_lock(root):
@@ -142,14 +138,12 @@ def as_run(e: dict[str, Any]):
         data=SimpleNamespace(tags=e["tags"], params=e["params"], metrics=e["metrics"]))
 
 
-def all_runs(root: Path, c=None) -> list:
+def all_runs(root: Path, c) -> list:
     """Every promptgov run as Run-shaped objects: from the index when it is trusted, else from
-    MLflow (rebuilding the index for a local store). ``c``: an open client, if any."""
+    MLflow through client ``c`` (rebuilding the index for a local store)."""
     got = runs(root)
     if got is None:
-        from promptgov.eval._tracking import client
-
-        got = rebuild(root, c or client(root))
+        got = rebuild(root, c)
     return [as_run(e) for e in got]
 
 

@@ -17,8 +17,17 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from contextlib import contextmanager
 from pathlib import Path
+
+from promptgov.eval._store import (  # noqa: F401  (RUN_TAG, is_local: re-exported)
+    RUN_TAG,
+    is_local,
+    store_lock,
+    tracking_uri,
+)
+
+_clients: dict[tuple[str, str], object] = {}
+_clients_guard = threading.Lock()
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # The server was checked before the cases ran; a failure while logging keeps the result in
@@ -28,19 +37,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # A command's stdout is its own (`--json` is parsed): MLflow prints run links to it for a server.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-RUN_TAG = "promptgov.prompt"
-_clients: dict[tuple[str, str], object] = {}
-_clients_guard = threading.Lock()
 
 
-def tracking_uri(root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / '.promptgov' / 'mlflow.db'}"
 
-
-def is_local(uri: str) -> bool:
-    """A store in a file on this machine (SQLite or a folder), not a server."""
-    return not uri.startswith(("http://", "https://", "databricks", "postgresql", "mysql",
-                               "mssql"))
 
 
 def check_store(root: Path) -> None:
@@ -94,28 +93,6 @@ def _redact(uri: str) -> str:
     """``http://user:secret@host`` → ``http://***@host``: credentials never reach a message."""
     scheme, sep, rest = uri.partition("://")
     return f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else uri
-
-
-@contextmanager
-def store_lock(root: Path):
-    """Serialise creation, migration of and writes to the workspace's SQLite store across
-    processes (``.promptgov/mlflow.lock``); a no-op for a server, which serialises itself."""
-    if not tracking_uri(root).startswith("sqlite:"):
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not on Windows
-        yield
-        return
-    d = root / ".promptgov"
-    d.mkdir(exist_ok=True)
-    fd = os.open(d / "mlflow.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def client(root: Path):
