@@ -33,10 +33,10 @@ from typing import Any
 from promptgov.errors import InvalidOutput, ModelError, WorkspaceError
 from promptgov.eval._cache import ResponseCache
 from promptgov.eval._parse import parse_output
-from promptgov.workspace._policy import Policy, RetryPolicy, load_policy
 from promptgov.model._base import Completion, Model, Request
 from promptgov.model._registry import get_model
 from promptgov.model._replay import Cassette, CassetteEntry
+from promptgov.workspace._policy import Policy, RetryPolicy, load_policy
 
 Progress = Callable[[dict[str, Any]], None]
 

@@ -53,11 +53,11 @@ def estimate(ref: str, *, workspace: Any = None, model: str | None = None,
         >>> pg.estimate("ticket_triage@2", model="openai/gpt-4o-mini").summary()  # doctest: +SKIP
         'ticket_triage@2 on ticket_triage@1 with openai/gpt-4o-mini: 770 cases, ...'
     """
-    from promptgov.workspace._policy import load_policy
     from promptgov.model._base import Usage
     from promptgov.model._cost import is_priced, price_usd
     from promptgov.model._embedding import token_count
     from promptgov.workspace import Workspace
+    from promptgov.workspace._policy import load_policy
 
     ws = workspace if isinstance(workspace, Workspace) else (
         Workspace(workspace) if workspace is not None else Workspace.find())
