@@ -22,8 +22,8 @@ import pytest
 from promptgov.eval import evaluate
 from promptgov.eval._cache import ResponseCache
 from promptgov.eval._engine import REASK, Runner
-from promptgov.workspace._policy import RetryPolicy, load_policy
 from promptgov.model._fake import MALFORMED_KINDS, FakeModel
+from promptgov.workspace._policy import RetryPolicy, load_policy
 
 FAST = RetryPolicy(backoff_base_s=0.001, backoff_max_s=0.01)
 FAILURE_KINDS = {"rate_limit", "timeout", "server_error", "invalid_json", "schema_violation",

@@ -33,9 +33,9 @@ from promptgov.export._runtime import _hashing, _render
 from promptgov.export._runtime._errors import RenderError
 from promptgov.export._runtime._facts import unsupported_facts
 from promptgov.governance import load_approval
-from promptgov.workspace._policy import load_policy
 from promptgov.governance._releases import Release
 from promptgov.hashing import content_hash
+from promptgov.workspace._policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ("reply_draft@1", "ticket_extraction@2", "ticket_triage@2")

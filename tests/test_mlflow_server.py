@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from promptgov.eval import evaluate
-from promptgov.workspace._policy import RetryPolicy
 from promptgov.model._fake import FakeModel
+from promptgov.workspace._policy import RetryPolicy
 
 FAST = RetryPolicy(backoff_base_s=0.001, backoff_max_s=0.01)
 PARAMS = ("prompt", "prompt_version", "content_hash", "render_fingerprint", "schema_hash",

@@ -29,12 +29,12 @@ from hypothesis import strategies as st
 
 from promptgov.adversarial import model_outputs, noisy_text
 from promptgov.eval._engine import Runner
-from promptgov.workspace._policy import Policy
 from promptgov.hashing import content_hash
 from promptgov.model._base import Request
 from promptgov.model._fake import FakeModel
 from promptgov.workspace import Workspace
 from promptgov.workspace._evalset import Case, Evalset
+from promptgov.workspace._policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 _WS = Workspace(ROOT)

@@ -21,8 +21,8 @@ from promptgov.eval._scoring import (
     metrics,
     score_case,
 )
-from promptgov.workspace._policy import RetryPolicy, Routing, load_policy
 from promptgov.model._fake import FakeModel
+from promptgov.workspace._policy import RetryPolicy, Routing, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILED = "__no_output__"  # what a failed case predicts, for scikit-learn

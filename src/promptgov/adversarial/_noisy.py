@@ -100,8 +100,8 @@ def save_noisy(root, evalset: Evalset, cases: list[Case], *, seed: int, n: int,
     """Write the noisy evalset atomically (or keep the identical one already there):
     ``(evalset, written)``. New content gets a new version: the version already locked with
     this hash, else one above every version on disk or in the lock."""
-    from promptgov.workspace._lock import read_lock
     from promptgov.hashing import content_hash
+    from promptgov.workspace._lock import read_lock
 
     name = noisy_name(evalset, seed)
     d = root / "evalsets" / name

@@ -16,9 +16,9 @@ from typing import Any
 
 from promptgov.errors import GovernanceError, WorkspaceError
 from promptgov.governance._derived import Derived
-from promptgov.workspace._lock import file_sha, read_lock, tooling, write_lock
 from promptgov.governance._problem import Problem
 from promptgov.hashing import short
+from promptgov.workspace._lock import file_sha, read_lock, tooling, write_lock
 
 _VFILE = re.compile(r"^v(\d+)\.ya?ml$")
 

@@ -64,9 +64,9 @@ def gate(release: str, *, model: str | None = None, workspace: Any = None,
         >>> report.ok, report.failures()                                 # doctest: +SKIP
     """
     from promptgov.governance._approvals import load_approval
-    from promptgov.workspace._lock import read_lock
     from promptgov.governance._releases import load_release
     from promptgov.workspace import Workspace
+    from promptgov.workspace._lock import read_lock
 
     ws = Workspace.of(workspace)
     rel = load_release(ws.root, release)
@@ -102,8 +102,8 @@ def _evidence(ws, a) -> tuple[str, ...]:
 
 def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> VersionGate:
     from promptgov.eval import evaluate
-    from promptgov.workspace._lock import file_sha
     from promptgov.hashing import short
+    from promptgov.workspace._lock import file_sha
 
     try:
         pv = ws.prompt(a.ref)

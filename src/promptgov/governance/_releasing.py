@@ -30,8 +30,8 @@ def release(name: str, prompts: list[str], *, description: str | None = None,
         >>> pg.release("support", ["ticket_triage@2"], workspace=ws)    # doctest: +SKIP
     """
     from promptgov.governance._check import scan
-    from promptgov.workspace._lock import write_text_atomic
     from promptgov.workspace import Workspace
+    from promptgov.workspace._lock import write_text_atomic
 
     ws = Workspace.of(workspace)
     if not _NAME.fullmatch(name):
