@@ -25,6 +25,7 @@ _LAZY = {
     "check": "promptgov.governance",
     "lock": "promptgov.governance",
     "get_model": "promptgov.model._registry",
+    "FakeModel": "promptgov.model._fake",
     "approve": "promptgov.governance._approvals",
     "revoke": "promptgov.governance._approvals",
     "status": "promptgov.governance._status",
