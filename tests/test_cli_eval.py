@@ -123,11 +123,11 @@ def test_loop_is_idempotent(workspace_dir, mlflow_template):
     assert "promptgov check: ok" in first.stdout
     assert "ticket_triage@2 on ticket_triage@1 with local/knn" in first.stdout
     assert "v1*" in first.stdout and "promptgov ui" in first.stdout
-    assert "145 model calls in total" in first.stdout  # 2 x 60 + 20 + 5
+    assert "165 model calls in total" in first.stdout  # 2 x 60 + 2 x 20 + 5
     second = run(workspace_dir, "loop")
     assert second.exit_code == 0, second.output
     assert "0 model calls in total: every answer came from the response cache" in second.stdout
-    assert second.stdout.count("unchanged since run") == 4
+    assert second.stdout.count("unchanged since run") == 5
     assert "0 new version(s)" in second.stdout
 
 
