@@ -125,7 +125,7 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def page_text(d, url: str, *wanted: str, timeout: float = 60) -> str:
+def page_text(d, url: str, *wanted: str, timeout: float = 120) -> str:
     """Open ``url`` and wait until the page text holds every ``wanted`` string."""
     d.get(url)
     deadline = time.monotonic() + timeout
@@ -150,7 +150,8 @@ def test_the_ui_shows_runs_datasets_and_prompt_versions(ws, browser):
     try:
         print(f"promptgov ui: first page after {ui.first_page():.1f} s")
         runs = page_text(browser, ui.url + ui_path(exp), "triage v1 · fake/ui",
-                         "triage v2 · fake/ui", "cost_per_1k_usd")
+                         "triage v2 · fake/ui", "accuracy", "cost_per_1k_usd", "failure_rate",
+                         "triage_small@1")
         shot(browser, "mlflow-ui-runs.png")
         # one run per prompt version, the headline metrics as columns, the evalset as dataset
         assert runs.count("triage v1 · fake/ui") == 1 and runs.count("triage v2 · fake/ui") == 1
@@ -165,7 +166,7 @@ def test_the_ui_shows_runs_datasets_and_prompt_versions(ws, browser):
         v2 = pg.Workspace(ws).prompt("ticket_triage@2")
         detail = page_text(browser, ui.url + f"#/experiments/{exp}/prompts/ticket_triage"
                            "?workflowType=genai&promptVersion=2", "MLflow runs:", "Version 1",
-                           v2.content_hash)
+                           v2.content_hash, "triage v2 · fake/ui")
         shot(browser, "mlflow-ui-prompt-version.png")
         assert "Version 1" in detail and "Version 2" in detail
         assert v2.content_hash in detail and "triage v2 · fake/ui" in detail
