@@ -100,11 +100,20 @@ def cases(n: int) -> list[tuple[str, str, str]]:
 
 def make_workspace(dst: Path, n: int) -> Path:
     """The triage prompt without demos, its schema and policy, and ``n`` generated cases."""
+    import tomllib
+
+    import tomli_w
     import yaml
 
     dst.mkdir(parents=True)
-    for d in ("schemas", "governance"):
-        shutil.copytree(ROOT / d, dst / d)
+    shutil.copytree(ROOT / "schemas", dst / "schemas")
+    # The engine's settings of the example policy (retries, routing, prices); its gates name
+    # prompts this scratch workspace does not have, and nothing here is locked or approved.
+    policy = tomllib.loads((ROOT / "governance" / "policy.toml").read_text(encoding="utf-8"))
+    (dst / "governance").mkdir()
+    (dst / "governance" / "policy.toml").write_text(tomli_w.dumps(
+        {k: v for k, v in policy.items() if k in ("routing", "retry", "prices")}),
+        encoding="utf-8")
     prompt = yaml.safe_load((ROOT / "prompts" / "ticket_triage" / "v1.yaml").read_text())
     prompt.update(demos=[], description="Banking77 triage, zero-shot (bench_providers).")
     (dst / "prompts" / "ticket_triage").mkdir(parents=True)
