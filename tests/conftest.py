@@ -39,6 +39,17 @@ def workspace_dir(tmp_path: Path) -> Path:
     return copy_workspace(tmp_path / "ws")
 
 
+def small_triage(workspace_dir: Path, n: int) -> Path:
+    """Add evalset ``triage_small``: the first ``n`` cases of ``ticket_triage``."""
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import write_evalset
+
+    es = Workspace(workspace_dir).evalset("ticket_triage")
+    m = es.manifest.model_copy(update={"name": "triage_small", "count": n})
+    write_evalset(workspace_dir / "evalsets" / "triage_small", m, list(es.cases[:n]))
+    return workspace_dir
+
+
 @pytest.fixture
 def workspace(workspace_dir: Path):
     from promptgov.workspace import Workspace

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import small_triage
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 EXE = Path(sys.executable).parent / "promptgov"
@@ -83,13 +85,7 @@ def server(database, tmp_path_factory):
 
 @pytest.fixture
 def ws(workspace_dir: Path) -> Path:
-    from promptgov.workspace import Workspace
-    from promptgov.workspace._evalset import write_evalset
-
-    es = Workspace(workspace_dir).evalset("ticket_triage")
-    m = es.manifest.model_copy(update={"name": "triage_small", "count": N})
-    write_evalset(workspace_dir / "evalsets" / "triage_small", m, list(es.cases[:N]))
-    return workspace_dir
+    return small_triage(workspace_dir, N)
 
 
 def test_four_evals_at_once_against_the_postgres_server(ws, server):

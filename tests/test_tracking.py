@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands on the app)
+from conftest import small_triage
 from promptgov.cli._app import app
 from promptgov.errors import GovernanceError, TrackingError
 from promptgov.eval import _runindex
@@ -32,13 +33,7 @@ N = 20
 @pytest.fixture
 def ws(workspace_dir: Path) -> Path:
     """The example workspace copy with a 20-case triage evalset and no MLflow store yet."""
-    from promptgov.workspace import Workspace
-    from promptgov.workspace._evalset import write_evalset
-
-    es = Workspace(workspace_dir).evalset("ticket_triage")
-    m = es.manifest.model_copy(update={"name": "triage_small", "count": N})
-    write_evalset(workspace_dir / "evalsets" / "triage_small", m, list(es.cases[:N]))
-    return workspace_dir
+    return small_triage(workspace_dir, N)
 
 
 def closed_port() -> int:

@@ -46,6 +46,13 @@ class CallOptions(NamedTuple):
     prefix_len: int
     label: str
 
+    def request(self, request_cls: Any, messages: Messages) -> Any:
+        """A workbench model ``Request`` (``request_cls``) for ``messages`` with these options."""
+        return request_cls(messages=tuple(messages), response_schema=self.response_schema,
+                           schema_name=self.schema_name, temperature=self.temperature,
+                           max_tokens=self.max_tokens, timeout_s=self.timeout_s,
+                           prefix_len=self.prefix_len, label=self.label)
+
 
 _configured: Adapter | None = None
 _defaults: dict[str, Adapter] = {}
@@ -122,10 +129,7 @@ class _Promptgov:
             raise ConfigurationError(str(e)) from None
 
     def __call__(self, messages: Messages, o: CallOptions) -> str:
-        req = self._request(messages=tuple(messages), response_schema=o.response_schema,
-                            schema_name=o.schema_name, temperature=o.temperature,
-                            max_tokens=o.max_tokens, timeout_s=o.timeout_s,
-                            prefix_len=o.prefix_len, label=o.label)
+        req = o.request(self._request, messages)
         try:
             c = self.model.complete(req)
         except self._error as e:

@@ -42,10 +42,7 @@ class Offline:
         self._request = Request
 
     def __call__(self, messages: Messages, o: CallOptions) -> str:
-        req = self._request(messages=tuple(messages), response_schema=o.response_schema,
-                            schema_name=o.schema_name, temperature=o.temperature,
-                            max_tokens=o.max_tokens, timeout_s=o.timeout_s,
-                            prefix_len=o.prefix_len, label=o.label)
+        req = o.request(self._request, messages)
         try:
             c = self.model.complete(req)
         except ModelError:
