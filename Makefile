@@ -21,3 +21,4 @@ bench: venv  ## the benchmarks whose figures the README records
 
 lint: venv
 	$(VENV)/ruff check src tests benchmarks scripts
+	$(VENV)/mypy
