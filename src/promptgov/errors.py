@@ -33,6 +33,11 @@ print them as they are.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: errors sit below every layer that defines these
+    from promptgov.eval._result import EvalResult
+    from promptgov.governance._gates import GateCheck
 
 
 class PromptgovError(Exception):
@@ -67,7 +72,7 @@ class GateFailed(GovernanceError):
     """``promptgov approve`` / ``gate`` refused: ``failed`` holds every gate that does not hold
     (each with its value and limit); nothing was written."""
 
-    def __init__(self, message: str, failed: list | None = None):
+    def __init__(self, message: str, failed: list[GateCheck] | None = None):
         super().__init__(message)
         self.failed = list(failed or [])
 
@@ -144,7 +149,7 @@ class RunStopped(PromptgovError):
     """An evaluation stopped sending after a systematic failure. The message is one line with the
     fix; ``result`` is the partial result (answered cases kept, the rest ``not_sent``)."""
 
-    def __init__(self, message: str, result=None):
+    def __init__(self, message: str, result: EvalResult | None = None):
         super().__init__(message)
         self.result = result
 
@@ -154,7 +159,8 @@ class TrackingError(PromptgovError):
     server does not answer; after the cases ran, ``result`` is the complete result and
     ``pending`` the file that keeps it until ``promptgov log --pending`` uploads it."""
 
-    def __init__(self, message: str, result=None, pending=None):
+    def __init__(self, message: str, result: EvalResult | None = None,
+                 pending: Path | None = None):
         super().__init__(message)
         self.result, self.pending = result, pending
 
@@ -163,6 +169,6 @@ class EvalInterrupted(KeyboardInterrupt):
     """Ctrl-C during an evaluation, raised once every received answer is kept (cached) and the
     rest recorded ``not_sent``. ``result`` is the partial result; re-running resumes."""
 
-    def __init__(self, message: str, result=None):
+    def __init__(self, message: str, result: EvalResult | None = None):
         super().__init__(message)
         self.result = result

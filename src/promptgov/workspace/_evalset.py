@@ -72,7 +72,8 @@ class Evalset:
         if manifest.name != d.name:
             raise WorkspaceError(mpath, f"name {manifest.name!r} differs from folder {d.name!r}",
                                  f"set `name: {d.name}`")
-        cases, seen = [], {}
+        cases: list[Case] = []
+        seen: dict[str, int] = {}
         for line, obj in iter_jsonl(cpath):
             try:
                 case = Case.model_validate(obj)

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from promptgov.errors import WorkspaceError
+
+if TYPE_CHECKING:  # pandas and pydantic load when a table is read, not with the module
+    import pandas as pd
+    from pydantic import BaseModel, TypeAdapter
+
+    from promptgov.workspace._evalset import Case, Evalset
+    from promptgov.workspace._workspace import Workspace
 
 FORMATS = (".jsonl", ".csv", ".parquet")
 
 
-def read_table(path: Path | str):
+def read_table(path: Path | str) -> pd.DataFrame:
     """A DataFrame of ``path`` (.jsonl, .csv or .parquet); text cells stay text."""
     import pandas as pd
 
@@ -41,10 +49,11 @@ def read_table(path: Path | str):
                              f"give a well-formed {path.suffix} file") from None
 
 
-def evalset_from_frame(df, name: str, *, input: list[str], expected: list[str], source: str,
-                       license: str, id: str | None = None, schema: str | None = None,
-                       split: str = "test", description: str = "", workspace=None,
-                       origin: str = "the DataFrame"):
+def evalset_from_frame(df: pd.DataFrame, name: str, *, input: list[str], expected: list[str],
+                       source: str, license: str, id: str | None = None,
+                       schema: str | None = None, split: str = "test", description: str = "",
+                       workspace: Workspace | str | os.PathLike[str] | None = None,
+                       origin: str = "the DataFrame") -> Evalset:
     """Write the rows of ``df`` as the next version of evalset ``name``; return it.
 
     Args:
@@ -70,7 +79,8 @@ def evalset_from_frame(df, name: str, *, input: list[str], expected: list[str], 
         raise WorkspaceError(origin, "name at least one --input and one --expected column",
                              "e.g. --input text --expected intents --expected date")
     typer = _FieldTyper(ws, name, schema)
-    cases, seen = [], {}
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
     for i, row in enumerate(df.to_dict(orient="records")):
         where = f"{origin} row {i + 1}"
         cid = _plain(row[id]) if id else f"{name}-{i + 1:04d}"
@@ -117,10 +127,10 @@ def _plain(v: Any) -> Any:
 class _FieldTyper:
     """Types an expected cell by its field in the response schema (no schema: as given)."""
 
-    def __init__(self, ws, name: str, schema: str | None):
-        self.model = None
+    def __init__(self, ws: Workspace, name: str, schema: str | None):
+        self.model: type[BaseModel] | None = None
         if schema is None:  # the schema of the prompts scored on this evalset, if they agree
-            refs = set()
+            refs: set[str] = set()
             for n in ws.prompt_names():
                 try:
                     p = ws.prompt(n)  # the latest version
@@ -132,7 +142,7 @@ class _FieldTyper:
         if schema is not None:
             self.model = ws.schema(schema).model
             self.schema = schema
-        self._adapters: dict[str, Any] = {}
+        self._adapters: dict[str, TypeAdapter[Any]] = {}
 
     def __call__(self, field: str, cell: Any, where: str) -> Any:
         v = _plain(cell)
@@ -146,8 +156,10 @@ class _FieldTyper:
                                  f"{field!r}", f"fields are: {', '.join(self.model.model_fields)}")
         from pydantic import TypeAdapter, ValidationError
 
-        ta = self._adapters.get(field) or self._adapters.setdefault(
-            field, TypeAdapter(info.annotation))
+        # a field of a class-defined model always has its annotation (None is for FieldInfo
+        # built by hand)
+        annotation = cast("type[Any]", info.annotation)
+        ta = self._adapters.get(field) or self._adapters.setdefault(field, TypeAdapter(annotation))
         if isinstance(v, str) and _is_list(ta):
             v = _split(v)
         try:
@@ -159,7 +171,7 @@ class _FieldTyper:
                                  "mapped to this field") from None
 
 
-def _is_list(ta) -> bool:
+def _is_list(ta: TypeAdapter[Any]) -> bool:
     js = ta.json_schema()
     return js.get("type") == "array" or any(o.get("type") == "array"
                                             for o in js.get("anyOf", []))

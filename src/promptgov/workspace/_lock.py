@@ -61,13 +61,14 @@ def read_lock(root: Path) -> dict[str, Any]:
     problem = _shape_problem(data)
     if problem:
         raise WorkspaceError(LOCK_FILE, f"not a promptgov lock: {problem}", fix)
+    lock: dict[str, Any] = data  # parsed JSON that _shape_problem found to be a lock
     for k in ("schemas", "evalsets", "prompts"):
-        data.setdefault(k, {})
-    return data
+        lock.setdefault(k, {})
+    return lock
 
 
 # What each entry must hold (key → type); other keys are allowed (older or newer locks).
-_ENTRY = {
+_ENTRY: dict[str, dict[str, type]] = {
     "schemas": {"file": str, "hash": str, "json_schema": dict},
     "evalsets": {"dir": str, "hash": str, "count": int},
     "prompts": {"file": str, "kind": str, "content_hash": str, "render_fingerprint": str},

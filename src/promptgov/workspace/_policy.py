@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from promptgov.errors import GovernanceError, WorkspaceError
 
@@ -161,7 +162,7 @@ def load_policy(root: Path) -> Policy:
                   _gates(root, pf, raw.get("gates", {})), raw)
 
 
-def locked_policy(root: Path, lock: dict) -> Policy:
+def locked_policy(root: Path, lock: dict[str, Any]) -> Policy:
     """The policy, refused unless it is the one in the lock: a gate lowered in the working tree
     must go through `promptgov lock` (and its review) before it can approve anything."""
     policy = load_policy(root)
@@ -184,7 +185,8 @@ def _prices(pf: _File, raw: Any) -> dict[str, dict[str, float]]:
                                  "{ input_per_1m = <USD>, output_per_1m = <USD> }",
                                  f'write "{model}" = {{ input_per_1m = 0.15, output_per_1m = '
                                  "0.6 }", line=pf.line("prices", model) or pf.line(where))
-    return raw
+    prices: dict[str, dict[str, float]] = raw  # every entry checked just above
+    return prices
 
 
 def _number(v: Any) -> bool:
@@ -229,7 +231,10 @@ def _gate(pf: _File, where: str, raw: Any) -> Gates:
     return Gates(**out)
 
 
-def _typed(pf: _File, where: str, cls: type, raw: Any):
+_Settings = TypeVar("_Settings", Routing, RetryPolicy)
+
+
+def _typed(pf: _File, where: str, cls: type[_Settings], raw: Any) -> _Settings:
     """``cls`` from table ``[where]``, each value checked against the field's default's type:
     a whole number where the default is an int, a finite number >= 0 where it is a float."""
     _table(pf, where, raw)
@@ -251,7 +256,7 @@ def _table(pf: _File, where: str, raw: Any) -> None:
         raise pf.error(where, None, f"{where} must be a table, got {raw!r}", f"write [{where}]")
 
 
-def _known(pf: _File, prefix: str, raw: dict, allowed) -> None:
+def _known(pf: _File, prefix: str, raw: dict[str, Any], allowed: Sequence[str]) -> None:
     table = prefix.rstrip(".")
     for k in raw:
         if k not in allowed:

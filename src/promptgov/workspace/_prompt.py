@@ -17,12 +17,13 @@ import re
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
     model_validator,
@@ -35,6 +36,10 @@ from promptgov.workspace._provenance import Provenance
 from promptgov.workspace._refs import parse_ref
 from promptgov.workspace._yamlio import pydantic_error, read_yaml
 
+if TYPE_CHECKING:  # jinja2 loads on first render, not with the module
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 Kind = Literal["extraction", "classification", "draft"]
 Message = dict[str, str]
 
@@ -45,8 +50,8 @@ class ModelDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = "local/knn"
     """LiteLLM model id (``openai/gpt-4o-mini``), ``local/knn``, or ``replay:<cassette>``."""
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1)
 
 
 class Demo(BaseModel):
@@ -99,10 +104,10 @@ class PromptVersion(BaseModel):
         return f"{self.name}@{self.version}"
 
     @model_serializer(mode="wrap")
-    def _dump(self, handler) -> dict[str, Any]:
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a version without provenance dumps (and so hashes, here and in an exported package)
         # as it did before the field existed
-        d = handler(self)
+        d: dict[str, Any] = handler(self)
         if d.get("provenance") is None:
             d.pop("provenance", None)
         return d
@@ -222,12 +227,12 @@ class RenderError(WorkspaceError):
                          f"{prompt.ref} {where}: {problem}", fix)
 
 
-_ENV = None
+_ENV: ImmutableSandboxedEnvironment | None = None
 _MAX_REPEAT = 1_000_000
 """Longest string or list a template may build with ``*`` (a memory bomb otherwise)."""
 
 
-def _env():
+def _env() -> ImmutableSandboxedEnvironment:
     global _ENV
     if _ENV is None:
         import jinja2
@@ -237,7 +242,8 @@ def _env():
             # Intercepting the operators also stops jinja2 from folding `9**9**9` at compile time.
             intercepted_binops = frozenset({"*", "**"})
 
-            def call_binop(self, context, operator, left, right):
+            def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
+                           right: Any) -> Any:
                 if operator == "**":
                     raise jinja2.exceptions.SecurityError("the ** operator is not allowed")
                 seq, n = (left, right) if isinstance(right, int) else (right, left)
@@ -252,7 +258,7 @@ def _env():
     return _ENV
 
 
-_TEMPLATES: dict[str, Any] = {}
+_TEMPLATES: dict[str, jinja2.Template] = {}
 _COMPILE_LOCK = threading.Lock()
 
 

@@ -8,11 +8,15 @@ an existing file: a new version is a new file.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from promptgov.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from promptgov.workspace._workspace import Workspace
 
 Kind = Literal["extraction", "classification", "draft"]
 KINDS = ("extraction", "classification", "draft")
@@ -107,7 +111,8 @@ class {cls}(BaseModel):
 }
 
 
-def new_schema(name: str, *, kind: Kind = "extraction", workspace=None) -> Path:
+def new_schema(name: str, *, kind: Kind = "extraction",
+               workspace: Workspace | str | os.PathLike[str] | None = None) -> Path:
     """Write ``schemas/<name>.py``: a working stub of contract ``<name>@1`` for ``kind``."""
     ws = _ws(workspace)
     _check_name(name, "schemas")
@@ -175,7 +180,7 @@ model: {{id: local/knn, temperature: 0.0, max_tokens: 256}}
 
 
 def new_prompt(name: str, *, kind: Kind = "extraction", schema: str | None = None,
-               workspace=None) -> Path:
+               workspace: Workspace | str | os.PathLike[str] | None = None) -> Path:
     """Write ``prompts/<name>/v1.yaml``: a working prompt of ``kind`` wired to ``schema``
     (default ``<name>@1``; none for a draft) and to evalset ``<name>``."""
     ws = _ws(workspace)
@@ -195,7 +200,8 @@ def new_prompt(name: str, *, kind: Kind = "extraction", schema: str | None = Non
                       _prompt_text(name, kind, schema, labels), ws.root)
 
 
-def new_version(prompt: str, *, workspace=None) -> Path:
+def new_version(prompt: str, *,
+                workspace: Workspace | str | os.PathLike[str] | None = None) -> Path:
     """Copy the latest version of ``prompt`` to the next number (``v3.yaml`` → ``v4.yaml``,
     ``version: 4``), comments and layout kept: edit the copy, lock it, evaluate it."""
     ws = _ws(workspace)
@@ -220,7 +226,8 @@ def new_version(prompt: str, *, workspace=None) -> Path:
 # -- evalset --------------------------------------------------------------------------------
 
 def new_evalset(name: str, *, source: str = "TODO: where the cases come from",
-                license: str = "TODO: the cases' license", workspace=None) -> Path:
+                license: str = "TODO: the cases' license",
+                workspace: Workspace | str | os.PathLike[str] | None = None) -> Path:
     """Write ``evalsets/<name>/manifest.yaml`` (every field, commented) and an empty
     ``cases.jsonl``; fill it with ``promptgov evalset import`` or by hand."""
     ws = _ws(workspace)
@@ -246,7 +253,7 @@ count: 0                  # number of lines of cases.jsonl; `check` verifies it
     return d
 
 
-def _ws(workspace):
+def _ws(workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
     from promptgov.workspace import Workspace
 
     return Workspace.of(workspace)

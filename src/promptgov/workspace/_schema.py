@@ -12,21 +12,27 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import WorkspaceError
 from promptgov.hashing import content_hash
 from promptgov.workspace._refs import parse_ref
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+JSONSchema = dict[str, Any]
+"""A JSON Schema document or sub-schema, as parsed JSON."""
+
 
 @dataclass(frozen=True)
 class Schema:
     id: str
-    model: type
+    model: type[BaseModel]
     file: Path
 
     @property
-    def json_schema(self) -> dict[str, Any]:
+    def json_schema(self) -> JSONSchema:
         return self.model.model_json_schema()
 
     @property
@@ -54,17 +60,21 @@ def load_schema_file(path: Path) -> list[Schema]:
         sys.dont_write_bytecode = dont_write
     found = []
     for obj in vars(module).values():
-        if (isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == mod_name
-                and isinstance(getattr(obj, "schema_id", None), str)):
-            try:
-                parse_ref(obj.schema_id)
-            except ValueError as e:
-                raise WorkspaceError(path, f"{obj.__name__}.schema_id: {e}",
-                                     'write schema_id: ClassVar[str] = "name@1"') from None
-            if parse_ref(obj.schema_id)[1] is None:
-                raise WorkspaceError(path, f"{obj.__name__}.schema_id has no version",
-                                     f'write "{obj.schema_id}@1"')
-            found.append(Schema(obj.schema_id, obj, path))
+        if not (isinstance(obj, type) and issubclass(obj, BaseModel)
+                and obj.__module__ == mod_name):
+            continue
+        sid = getattr(obj, "schema_id", None)  # user code: the ClassVar may be absent
+        if not isinstance(sid, str):
+            continue
+        try:
+            parse_ref(sid)
+        except ValueError as e:
+            raise WorkspaceError(path, f"{obj.__name__}.schema_id: {e}",
+                                 'write schema_id: ClassVar[str] = "name@1"') from None
+        if parse_ref(sid)[1] is None:
+            raise WorkspaceError(path, f"{obj.__name__}.schema_id has no version",
+                                 f'write "{sid}@1"')
+        found.append(Schema(sid, obj, path))
     return found
 
 
@@ -80,7 +90,7 @@ class SchemaChange:
         return f"{'BREAKING' if self.breaking else 'additive'}: {self.path}: {self.what}"
 
 
-def diff_schemas(old: dict[str, Any], new: dict[str, Any]) -> list[SchemaChange]:
+def diff_schemas(old: JSONSchema, new: JSONSchema) -> list[SchemaChange]:
     """Changes from ``old`` to ``new`` JSON Schema, each marked breaking or additive.
 
     Breaking for a consumer of the output: a field removed, a field newly required, a type
@@ -90,7 +100,8 @@ def diff_schemas(old: dict[str, Any], new: dict[str, Any]) -> list[SchemaChange]
     return _diff_object(old, new, old.get("$defs", {}), new.get("$defs", {}), "")
 
 
-def _diff_object(old, new, odefs, ndefs, at) -> list[SchemaChange]:
+def _diff_object(old: JSONSchema, new: JSONSchema, odefs: JSONSchema, ndefs: JSONSchema,
+                 at: str) -> list[SchemaChange]:
     out: list[SchemaChange] = []
     op, np_ = old.get("properties", {}), new.get("properties", {})
     oreq, nreq = set(old.get("required", [])), set(new.get("required", []))
@@ -106,7 +117,8 @@ def _diff_object(old, new, odefs, ndefs, at) -> list[SchemaChange]:
     return out
 
 
-def _diff_field(o, n, odefs, ndefs, at) -> list[SchemaChange]:
+def _diff_field(o: JSONSchema, n: JSONSchema, odefs: JSONSchema, ndefs: JSONSchema,
+                at: str) -> list[SchemaChange]:
     out: list[SchemaChange] = []
     ot, nt = _types(o, odefs), _types(n, ndefs)
     if ot - nt:
@@ -132,25 +144,25 @@ def _diff_field(o, n, odefs, ndefs, at) -> list[SchemaChange]:
     return out
 
 
-def _sub(s: dict, defs: dict, key: str) -> dict | None:
+def _sub(s: JSONSchema, defs: JSONSchema, key: str) -> JSONSchema | None:
     subs = [v[key] for v in _variants(s, defs) if isinstance(v.get(key), dict)]
     return subs[0] if len(subs) == 1 else None
 
 
-def _resolve(s: dict, defs: dict) -> dict:
+def _resolve(s: JSONSchema, defs: JSONSchema) -> JSONSchema:
     ref = s.get("$ref")
     if ref and ref.startswith("#/$defs/"):
         return {**defs.get(ref.split("/")[-1], {}), **{k: v for k, v in s.items() if k != "$ref"}}
     return s
 
 
-def _variants(s: dict, defs: dict) -> list[dict]:
+def _variants(s: JSONSchema, defs: JSONSchema) -> list[JSONSchema]:
     s = _resolve(s, defs)
     alts = s.get("anyOf") or s.get("oneOf")
     return [v for a in alts for v in _variants(a, defs)] if alts else [s]
 
 
-def _types(s: dict, defs: dict) -> set[str]:
+def _types(s: JSONSchema, defs: JSONSchema) -> set[str]:
     out: set[str] = set()
     for v in _variants(s, defs):
         t = v.get("type", "enum" if "enum" in v or "const" in v else "any")
@@ -158,8 +170,8 @@ def _types(s: dict, defs: dict) -> set[str]:
     return out
 
 
-def _enum(s: dict, defs: dict) -> set | None:
-    vals: set = set()
+def _enum(s: JSONSchema, defs: JSONSchema) -> set[str] | None:
+    vals: set[str] = set()
     for v in _variants(s, defs):
         if "enum" in v:
             vals.update(map(str, v["enum"]))
@@ -170,6 +182,6 @@ def _enum(s: dict, defs: dict) -> set | None:
     return vals or None
 
 
-def _object(s: dict, defs: dict) -> dict | None:
+def _object(s: JSONSchema, defs: JSONSchema) -> JSONSchema | None:
     objs = [v for v in _variants(s, defs) if v.get("type") == "object" and "properties" in v]
     return objs[0] if len(objs) == 1 else None

@@ -10,9 +10,16 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promptgov.errors import WorkspaceError
 from promptgov.workspace._refs import parse_ref
+
+if TYPE_CHECKING:  # loaded lazily at run time: `check` must not pay for pydantic up front
+    from promptgov.workspace._evalset import Evalset
+    from promptgov.workspace._policy import Policy
+    from promptgov.workspace._prompt import PromptVersion
+    from promptgov.workspace._schema import Schema
 
 _VFILE = re.compile(r"^v(\d+)\.ya?ml$")
 
@@ -25,13 +32,13 @@ class Workspace:
         >>> ws.prompt("ticket_triage@2").render({"text": "Where is my card?"})  # doctest: +SKIP
     """
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
         if not (self.root / "prompts").is_dir():
             raise WorkspaceError(self.root, "not a promptgov workspace (no prompts/ folder)",
                                  "run from the workspace root or pass --workspace")
-        self._prompts: dict = {}
-        self._evalsets: dict = {}
+        self._prompts: dict[tuple[str, int], PromptVersion] = {}
+        self._evalsets: dict[str, Evalset] = {}
 
     @classmethod
     def find(cls, start: Path | str | None = None) -> Workspace:
@@ -47,7 +54,7 @@ class Workspace:
                              "cd into a workspace or set PROMPTGOV_WORKSPACE")
 
     @classmethod
-    def of(cls, workspace: Workspace | Path | str | None) -> Workspace:
+    def of(cls, workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
         """The one conversion every ``workspace=`` argument goes through: a Workspace as it
         is, a path as the workspace rooted there, None as :meth:`find` finds it."""
         if isinstance(workspace, Workspace):
@@ -58,7 +65,7 @@ class Workspace:
         return f"Workspace({str(self.root)!r})"
 
     @property
-    def policy(self):
+    def policy(self) -> Policy:
         """``governance/policy.toml`` as typed objects (read on every access: a notebook that
         edits the file sees the edit)."""
         from promptgov.workspace._policy import load_policy
@@ -81,7 +88,7 @@ class Workspace:
 
     def prompt_files(self) -> dict[tuple[str, int], Path]:
         """Every ``prompts/<name>/v<N>.yaml``, keyed by (name, version), sorted."""
-        out = {}
+        out: dict[tuple[str, int], Path] = {}
         for d in sorted((self.root / "prompts").iterdir()):
             if not d.is_dir():
                 continue
@@ -94,7 +101,7 @@ class Workspace:
     def versions(self, name: str) -> list[int]:
         return [v for (n, v) in self.prompt_files() if n == name]
 
-    def prompt(self, ref: str, version: int | None = None):
+    def prompt(self, ref: str, version: int | None = None) -> PromptVersion:
         """Load ``name@version`` (or the latest version of ``name``)."""
         from promptgov.workspace._prompt import PromptVersion
 
@@ -130,11 +137,11 @@ class Workspace:
             else []
 
     @cached_property
-    def schemas(self) -> dict:
+    def schemas(self) -> dict[str, Schema]:
         """Every contract in ``schemas/``, keyed by ``name@version``."""
         from promptgov.workspace._schema import load_schema_file
 
-        out: dict = {}
+        out: dict[str, Schema] = {}
         for f in self.schema_files():
             for s in load_schema_file(f):
                 if s.id in out:
@@ -144,7 +151,7 @@ class Workspace:
                 out[s.id] = s
         return out
 
-    def schema(self, ref: str, *, by: Path | None = None):
+    def schema(self, ref: str, *, by: Path | None = None) -> Schema:
         if ref not in self.schemas:
             raise WorkspaceError(by or self.root / "schemas", f"unknown schema {ref!r}",
                                  f"known schemas: {', '.join(sorted(self.schemas)) or 'none'}")
@@ -157,7 +164,7 @@ class Workspace:
         return {p.name: p for p in sorted(d.iterdir()) if (p / "manifest.yaml").exists()} \
             if d.is_dir() else {}
 
-    def evalset(self, ref: str, *, by: Path | None = None):
+    def evalset(self, ref: str, *, by: Path | None = None) -> Evalset:
         """Load evalset ``name`` (``name@version`` checks the version)."""
         from promptgov.workspace._evalset import Evalset
 
