@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
+from typing import Any
 
 from promptgov.optimize._optimize import (
     OPTIMIZERS,
@@ -28,7 +29,7 @@ class _CallablePackage(ModuleType):
     """``promptgov.optimize`` is both this package and, called, :func:`optimize`: the lazy
     top-level name ``pg.optimize`` and the subpackage are then one callable either way."""
 
-    def __call__(self, *args, **kwargs) -> OptimizeResult:
+    def __call__(self, *args: Any, **kwargs: Any) -> OptimizeResult:
         return optimize(*args, **kwargs)
 
 

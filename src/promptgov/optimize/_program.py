@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from promptgov.workspace._prompt import PromptVersion
 
 
-def output_fields(pv: PromptVersion, schema_json: dict | None) -> list[str]:
+def output_fields(pv: PromptVersion, schema_json: dict[str, Any] | None) -> list[str]:
     """The answer's fields: the response schema's properties, or ``answer`` for a draft."""
     if schema_json is None:
         return ["answer"]
@@ -54,7 +54,7 @@ class Caller:
     programs, and a model holds locks and caches), so ``deepcopy`` returns it unchanged."""
 
     def __init__(self, pv: PromptVersion, model: Model, schema_model: Any,
-                 schema_json: dict | None):
+                 schema_json: dict[str, Any] | None):
         self.pv, self.model = pv, model
         self.schema_model, self.schema_json = schema_model, schema_json
         self.outs = output_fields(pv, schema_json)
@@ -62,9 +62,10 @@ class Caller:
         self.base_instructions: str | None = None
         """The parent's instructions as the DSPy signature holds them (set by the predictor)."""
         self._lock = threading.Lock()
-        self._candidates: OrderedDict[tuple, tuple[list, PromptVersion]] = OrderedDict()
+        self._candidates: OrderedDict[tuple[tuple[int, ...], str | None],
+                                      tuple[list[Any], PromptVersion]] = OrderedDict()
 
-    def __deepcopy__(self, memo: dict) -> Caller:
+    def __deepcopy__(self, memo: dict[int, Any]) -> Caller:
         return self
 
     def candidate(self, demos: list[Any], instructions: str | None) -> PromptVersion:
@@ -124,7 +125,8 @@ def as_template(text: str) -> str:
     return text
 
 
-class PromptPredictor(dspy.Predict):
+# dspy ships no type information: its Predict and Module are Any to mypy
+class PromptPredictor(dspy.Predict):  # type: ignore[misc]
     """One prompt version as a DSPy predictor (see the module documentation)."""
 
     def __init__(self, caller: Caller):
@@ -155,7 +157,7 @@ class PromptPredictor(dspy.Predict):
         return self.caller.candidate(list(self.demos), self.signature.instructions)
 
 
-class PromptProgram(dspy.Module):
+class PromptProgram(dspy.Module):  # type: ignore[misc]  # dspy's Module is Any (untyped)
     """The program DSPy optimizes: one :class:`PromptPredictor`."""
 
     def __init__(self, caller: Caller):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,11 @@ def label_of(ex: Any, label_field: str | None) -> str:
     return json.dumps(sorted(v) if isinstance(v, list) else v, default=str)
 
 
-def interleave(groups: dict[str, list]) -> list:
+def interleave(groups: dict[str, list[Any]]) -> list[Any]:
     """Round-robin over the labels (first demo of each label, then the second...), so that a
     truncated or scrolled prompt still shows every label."""
-    out, k = [], 0
+    out: list[Any] = []
+    k = 0
     while any(k < len(g) for g in groups.values()):
         out += [g[k] for g in groups.values() if k < len(g)]
         k += 1
@@ -56,7 +58,8 @@ def herd(X: np.ndarray, k: int) -> list[int]:
     return chosen
 
 
-class HerdingFewShot(Teleprompter):
+# dspy ships no type information: its Teleprompter is Any to mypy
+class HerdingFewShot(Teleprompter):  # type: ignore[misc]
     """Representative demos per label by kernel herding (see the module documentation).
 
     Example:
@@ -66,7 +69,8 @@ class HerdingFewShot(Teleprompter):
 
     def __init__(self, *, demos_per_label: int = 10, label_field: str | None = None,
                  max_demos: int | None = None, candidates: int = 1, subsample: float = 0.7,
-                 seed: int = 0, metric=None, num_threads: int = 1, refit: bool = True):
+                 seed: int = 0, metric: Callable[..., float] | None = None,
+                 num_threads: int = 1, refit: bool = True):
         self.demos_per_label, self.label_field = demos_per_label, label_field
         self.max_demos = max_demos
         self.candidates, self.subsample, self.seed = candidates, subsample, seed
@@ -74,15 +78,16 @@ class HerdingFewShot(Teleprompter):
         self.trials: list[dict[str, Any]] = []
         self.best_score: float | None = None
 
-    def _select(self, trainset: list, inputs: list[str], rng: random.Random | None) -> list:
+    def _select(self, trainset: list[Any], inputs: list[str],
+                rng: random.Random | None) -> list[Any]:
         from promptgov.model._embedding import embed
 
-        groups: dict[str, list] = defaultdict(list)
+        groups: dict[str, list[Any]] = defaultdict(list)
         for ex in trainset:
             groups[label_of(ex, self.label_field)].append(ex)
         per = self.demos_per_label if self.label_field else (self.max_demos or
                                                              self.demos_per_label)
-        chosen: dict[str, list] = {}
+        chosen: dict[str, list[Any]] = {}
         for lab in sorted(groups):
             pool = groups[lab]
             if rng is not None and len(pool) > per:
@@ -91,19 +96,21 @@ class HerdingFewShot(Teleprompter):
             chosen[lab] = [pool[i] for i in herd(np.asarray(X, np.float64), per)]
         return interleave(chosen)
 
-    def compile(self, student, *, trainset, valset=None):
+    def compile(self, student: Any, *, trainset: list[Any],
+                valset: list[Any] | None = None) -> Any:
         from dspy.evaluate.evaluate import Evaluate
 
         inputs = list(trainset[0].inputs().keys()) if trainset else []
         rngs = [None] + [random.Random(f"{self.seed}:{c}") for c in range(1, self.candidates)]
         states = [r.getstate() if r else None for r in rngs]
 
-        def build(pool: list, c: int):
+        def build(pool: list[Any], c: int) -> Any:
             prog = student.reset_copy()
             rng = None
-            if states[c] is not None:
+            state = states[c]
+            if state is not None:
                 rng = random.Random()
-                rng.setstate(states[c])
+                rng.setstate(state)
             demos = self._select(pool, inputs, rng)
             for p in prog.predictors():
                 p.demos = demos
@@ -127,8 +134,9 @@ class HerdingFewShot(Teleprompter):
         return build(list(trainset) + list(valset), best)
 
 
-def apply_budget(demos: list, *, label_field: str | None, demos_per_label: int | None,
-                 max_prompt_tokens: int | None, fixed_tokens) -> list:
+def apply_budget(demos: list[Any], *, label_field: str | None, demos_per_label: int | None,
+                 max_prompt_tokens: int | None,
+                 fixed_tokens: Callable[[list[Any]], int] | None) -> list[Any]:
     """``demos`` cut to the budget, keeping their order: per label the first
     ``demos_per_label``; then demos dropped from the end while ``fixed_tokens(demos)`` (the
     prompt's system + demo tokens) exceeds ``max_prompt_tokens``."""
@@ -143,6 +151,8 @@ def apply_budget(demos: list, *, label_field: str | None, demos_per_label: int |
                 seen[lab] += 1
         out = kept
     if max_prompt_tokens is not None:
+        if fixed_tokens is None:
+            raise TypeError("apply_budget: max_prompt_tokens needs fixed_tokens")
         lo, hi = 0, len(out)  # the longest prefix that fits: binary search, tokens grow with n
         while lo < hi:
             mid = (lo + hi + 1) // 2

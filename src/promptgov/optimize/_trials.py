@@ -8,16 +8,25 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptgov.optimize._optimize import OptimizeResult
+    from promptgov.workspace._prompt import PromptVersion
 
 OPT_TAG = "promptgov.optimization"
 """Tag of an optimization run (the parent's ``name@version``); eval runs carry ``promptgov.prompt``
 instead, so ``compare`` never mistakes one for the other."""
 
+_EVAL_METRICS = ("accuracy", "macro_f1", "field_f1", "intent_micro_f1")
+"""The judging evals' metrics the optimization run repeats, as ``parent.*`` / ``candidate.*``."""
+
 
 class OptimizationRun:
-    def __init__(self, root: Path, pv, *, track: bool):
-        self.root, self.pv, self.run_id, self._c = root, pv, None, None
+    def __init__(self, root: Path, pv: PromptVersion, *, track: bool):
+        self.root, self.pv = root, pv
+        self.run_id: str | None = None
+        self._c: Any = None  # an MlflowClient (untyped)
         if not track:
             return
         from promptgov.eval._tracking import client, experiment_id
@@ -28,33 +37,14 @@ class OptimizationRun:
                                  tags={OPT_TAG: pv.ref, "promptgov.parent": pv.ref})
         self.run_id = run.info.run_id
 
-    def finish(self, result, provenance: dict[str, Any]) -> None:
+    def finish(self, result: OptimizeResult, provenance: dict[str, Any]) -> None:
         c, rid = self._c, self.run_id
         if c is None or rid is None:
             return
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Param
 
-        now = int(time.time() * 1000)
-        params = {"parent": result.parent, "parent_hash": provenance["parent_hash"],
-                  "candidate": result.candidate, "optimizer": result.optimizer,
-                  "seed": result.seed, "trainset": result.trainset,
-                  "trainset_hash": provenance["trainset_hash"], "evalset": result.evalset,
-                  "evalset_hash": provenance["judged_on_hash"], "metric": result.metric,
-                  "model": provenance["model"],
-                  **{f"setting.{k}": v for k, v in provenance["settings"].items()}}
-        metrics = [Metric(f"val_{result.metric}.{k}", float(v), now, 0)
-                   for k, v in result.val_scores.items() if v == v]
-        metrics += [Metric(f"trial_{result.metric}", float(t["score"]), now, i)
-                    for i, t in enumerate(result.trials)
-                    if isinstance(t.get("score"), int | float)]
-        metrics += [Metric(f"demos.{k}", float(v), now, 0) for k, v in result.demos.items()]
-        metrics += [Metric(f"prompt_tokens.{k}", float(v), now, 0)
-                    for k, v in result.prompt_tokens.items()]
-        for who, m in result.eval_metrics.items():
-            metrics += [Metric(f"{who}.{k}", float(m[k]), now, 0)
-                        for k in ("accuracy", "macro_f1", "field_f1", "intent_micro_f1")
-                        if k in m and m[k] == m[k]]
-        c.log_batch(rid, metrics=metrics[:1000],
+        params = _params(result, provenance)
+        c.log_batch(rid, metrics=_metrics(result, int(time.time() * 1000))[:1000],
                     params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         c.log_text(rid, json.dumps(result.trials, indent=1, default=str), "trials.json")
         c.log_text(rid, result.path.read_text(encoding="utf-8"), f"candidate/{result.path.name}")
@@ -68,3 +58,32 @@ class OptimizationRun:
     def fail(self) -> None:
         if self._c is not None and self.run_id is not None:
             self._c.set_terminated(self.run_id, "FAILED")
+
+
+def _params(result: OptimizeResult, provenance: dict[str, Any]) -> dict[str, Any]:
+    return {"parent": result.parent, "parent_hash": provenance["parent_hash"],
+            "candidate": result.candidate, "optimizer": result.optimizer,
+            "seed": result.seed, "trainset": result.trainset,
+            "trainset_hash": provenance["trainset_hash"], "evalset": result.evalset,
+            "evalset_hash": provenance["judged_on_hash"], "metric": result.metric,
+            "model": provenance["model"],
+            **{f"setting.{k}": v for k, v in provenance["settings"].items()}}
+
+
+def _metrics(result: OptimizeResult, now: int) -> list[Any]:
+    """Validation scores, one step per trial, demo and token counts, the judging evals' scores
+    (NaN left out: MLflow cannot chart it)."""
+    from mlflow.entities import Metric
+
+    metrics = [Metric(f"val_{result.metric}.{k}", float(v), now, 0)
+               for k, v in result.val_scores.items() if v == v]
+    metrics += [Metric(f"trial_{result.metric}", float(t["score"]), now, i)
+                for i, t in enumerate(result.trials)
+                if isinstance(t.get("score"), int | float)]
+    metrics += [Metric(f"demos.{k}", float(v), now, 0) for k, v in result.demos.items()]
+    metrics += [Metric(f"prompt_tokens.{k}", float(v), now, 0)
+                for k, v in result.prompt_tokens.items()]
+    for who, m in result.eval_metrics.items():
+        metrics += [Metric(f"{who}.{k}", float(m[k]), now, 0)
+                    for k in _EVAL_METRICS if k in m and m[k] == m[k]]
+    return metrics

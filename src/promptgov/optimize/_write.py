@@ -16,7 +16,7 @@ def write_version(root: Path, body: dict[str, Any], header: str) -> Path:
     failure leaves nothing behind. Returns the path."""
     from promptgov.workspace._prompt import PromptVersion
 
-    d = root / "prompts" / body["name"]
+    d: Path = root / "prompts" / body["name"]
     path = d / f"v{body['version']}.yaml"
     if path.exists() or (d / f"v{body['version']}.yml").exists():
         raise WorkspaceError(path, "already exists (prompt versions are immutable)",
