@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from promptgov.eval._fieldscore import case_f1
-from promptgov.eval._scoring import metrics, score_case
+from promptgov.eval._scoring import metrics, score
 from promptgov.workspace._policy import Routing
 
 INTENTS = ["balance", "card", "deny", "pin", "refund", "when"]
@@ -31,7 +31,7 @@ def _records(pairs):
              "failure": None if out is not None else "invalid_json", "retries": 0, "reasks": 0,
              "attempts": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
              "latency_s": 0.0}
-        score_case("extraction", r)
+        r.update(score("extraction", r).fields())
         recs.append(r)
     return recs
 

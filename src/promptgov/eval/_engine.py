@@ -21,24 +21,39 @@ thread only collects records, so principle 11 holds:
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from promptgov.errors import InvalidOutput, ModelError, WorkspaceError
 from promptgov.eval._cache import ResponseCache
 from promptgov.eval._parse import parse_output
+from promptgov.eval._record import CaseRecord, new_record
 from promptgov.model._base import Completion, Model, Request
 from promptgov.model._registry import get_model
 from promptgov.model._replay import Cassette, CassetteEntry
 from promptgov.workspace._policy import Policy, RetryPolicy, load_policy
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Case, Evalset
+    from promptgov.workspace._prompt import PromptVersion
+
+    WorkspaceLike = Workspace | str | os.PathLike[str] | None
+    """What a ``workspace=`` argument accepts (:meth:`Workspace.of` normalises it)."""
+
 Progress = Callable[[dict[str, Any]], None]
+_Job = tuple["Case", int]
+"""One call to make: a case and its sample number."""
+_Done = queue.SimpleQueue[tuple[int, CaseRecord]]
 
 REASK = ("Your previous answer was rejected: {error}. Answer again with only a JSON object "
          "that matches the required schema.")
@@ -69,18 +84,16 @@ class _Totals:
     stop_reason: str | None = None
     """Why the run stopped sending early (systematic failure or Ctrl-C), else None."""
     interrupted: bool = False
-    lock: threading.Lock = None  # type: ignore[assignment]
-
-    def __post_init__(self):
-        self.lock = threading.Lock()
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Runner:
     """Runs the cases of one evaluation; :func:`promptgov.evaluate` is the public entry."""
 
-    def __init__(self, prompt, evalset, model: Model, *, cache: ResponseCache | None,
-                 policy: Policy, concurrency: int, budget_usd: float | None,
-                 schema_model: type | None, samples: int = 1, progress: Progress | None = None,
+    def __init__(self, prompt: PromptVersion, evalset: Evalset | None, model: Model, *,
+                 cache: ResponseCache | None, policy: Policy, concurrency: int,
+                 budget_usd: float | None, schema_model: type[BaseModel] | None,
+                 samples: int = 1, progress: Progress | None = None,
                  recorder: Cassette | None = None):
         self.prompt, self.evalset, self.model = prompt, evalset, model
         self.recorder = recorder
@@ -107,77 +120,99 @@ class Runner:
             self.interrupted = self.interrupted or interrupt
         self.stop.set()
 
-    def run(self) -> list[dict[str, Any]]:
-        jobs = [(case, s) for case in self.evalset.cases for s in range(self.samples)]
+    def run(self) -> list[CaseRecord]:
+        cases = self.evalset.cases if self.evalset is not None else []
+        jobs = [(case, s) for case in cases for s in range(self.samples)]
         if self.cache is not None:
             self.cache.preload(self.prompt.ref)
-        records: list[dict[str, Any] | None] = [None] * len(jobs)
-        preflight = getattr(self.model, "preflight", None)
-        load = getattr(self.model, "load", None)
-        try:
-            if callable(preflight):
-                preflight()  # a missing key stops the run before anything is sent
-            if callable(load) and any(self.cache is None or self.cache.get(
-                    r.key(self.model.id), self.prompt.ref) is None for r in self._first(jobs)):
-                load()  # the client (dspy: seconds of imports) in this thread, not in a worker
-        except ModelError as e:
-            if e.systematic:
-                self.halt(str(e))
+        records: list[CaseRecord | None] = [None] * len(jobs)
+        self._prepare(jobs)
         todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(len(jobs)):
             todo.put(i)
-        done: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
+        done: _Done = queue.SimpleQueue()
         workers = [threading.Thread(target=self._work, args=(jobs, todo, done), daemon=True,
                                     name=f"promptgov-eval-{k}")
                    for k in range(min(self.concurrency, len(jobs)))]
         for w in workers:
             w.start()
-        outstanding = len(jobs)
         try:
-            while outstanding:
-                try:
-                    i, rec = done.get(timeout=0.25)
-                except queue.Empty:
-                    if not any(w.is_alive() for w in workers):
-                        raise RuntimeError(  # unreachable unless the interpreter is dying
-                            f"every eval worker stopped with {outstanding} cases outstanding"
-                        ) from None
-                    continue
-                outstanding -= 1
-                self._collect(records, i, rec, len(jobs))
+            self._gather(records, done, workers)
         except KeyboardInterrupt:
             self.halt("interrupted (Ctrl-C)", interrupt=True)
-            deadline = time.monotonic() + INTERRUPT_GRACE_S
-            try:
-                while outstanding and (left := deadline - time.monotonic()) > 0:
-                    try:
-                        i, rec = done.get(timeout=left)
-                    except queue.Empty:
-                        break
-                    outstanding -= 1
-                    self._collect(records, i, rec, len(jobs))
-            except KeyboardInterrupt:
-                pass  # a second Ctrl-C: stop waiting for the calls in flight
-            unstarted = set()
-            while True:
-                try:
-                    unstarted.add(todo.get_nowait())
-                except queue.Empty:
-                    break
-            for i, rec in enumerate(records):
-                if rec is None:
-                    case, s = jobs[i]
-                    records[i] = self._record(case, s, failure="not_sent", cached=False,
-                                              error=self.stop_reason) if i in unstarted else \
-                        self._record(case, s, failure="interrupted", cached=False,
-                                     error="in flight at Ctrl-C; its answer was not waited for")
+            self._gather_in_flight(records, done)
+            self._record_unanswered(records, jobs, todo)
         if self.cache is not None:
             self.cache.flush()
         self.totals.calls = next(self._calls)
         self.totals.stop_reason, self.totals.interrupted = self.stop_reason, self.interrupted
-        return records  # type: ignore[return-value]
+        return records  # type: ignore[return-value]  # every slot is filled by now
 
-    def _first(self, jobs) -> list[Request]:
+    def _prepare(self, jobs: list[_Job]) -> None:
+        """Preflight (a missing key stops the run before anything is sent), and the client's
+        load in this thread (dspy: seconds of imports) unless the first answer is cached."""
+        preflight = getattr(self.model, "preflight", None)
+        load = getattr(self.model, "load", None)
+        try:
+            if callable(preflight):
+                preflight()
+            if callable(load) and any(self.cache is None or self.cache.get(
+                    r.key(self.model.id), self.prompt.ref) is None for r in self._first(jobs)):
+                load()
+        except ModelError as e:
+            if e.systematic:
+                self.halt(str(e))
+
+    def _gather(self, records: list[CaseRecord | None], done: _Done,
+                workers: list[threading.Thread]) -> None:
+        """Collect every record the workers finish; an error if they all died first."""
+        outstanding = records.count(None)
+        while outstanding:
+            try:
+                i, rec = done.get(timeout=0.25)
+            except queue.Empty:
+                if not any(w.is_alive() for w in workers):
+                    raise RuntimeError(  # unreachable unless the interpreter is dying
+                        f"every eval worker stopped with {outstanding} cases outstanding"
+                    ) from None
+                continue
+            outstanding -= 1
+            self._collect(records, i, rec)
+
+    def _gather_in_flight(self, records: list[CaseRecord | None], done: _Done) -> None:
+        """After Ctrl-C: keep what lands within the grace period (a second Ctrl-C: stop)."""
+        deadline, outstanding = time.monotonic() + INTERRUPT_GRACE_S, records.count(None)
+        try:
+            while outstanding and (left := deadline - time.monotonic()) > 0:
+                try:
+                    i, rec = done.get(timeout=left)
+                except queue.Empty:
+                    return
+                outstanding -= 1
+                self._collect(records, i, rec)
+        except KeyboardInterrupt:
+            pass
+
+    def _record_unanswered(self, records: list[CaseRecord | None], jobs: list[_Job],
+                           todo: queue.SimpleQueue[int]) -> None:
+        """After Ctrl-C, every case without a record: ``not_sent`` if no worker took it,
+        ``interrupted`` if it was in flight."""
+        unstarted = set()
+        while True:
+            try:
+                unstarted.add(todo.get_nowait())
+            except queue.Empty:
+                break
+        for i, rec in enumerate(records):
+            if rec is None:
+                case, s = jobs[i]
+                records[i] = (new_record(case, s, failure="not_sent", cached=False,
+                                         error=self.stop_reason) if i in unstarted else
+                              new_record(case, s, failure="interrupted", cached=False,
+                                         error="in flight at Ctrl-C; its answer was not "
+                                               "waited for"))
+
+    def _first(self, jobs: list[_Job]) -> list[Request]:
         """The first case's request (if it renders): a cached run need not load the model."""
         for case, s in jobs[:1]:
             req = self._request(case, s)
@@ -185,7 +220,7 @@ class Runner:
                 return [req]
         return []
 
-    def _work(self, jobs, todo, done) -> None:
+    def _work(self, jobs: list[_Job], todo: queue.SimpleQueue[int], done: _Done) -> None:
         """A worker thread: one case at a time until the queue is empty. Never raises."""
         while True:
             try:
@@ -195,26 +230,26 @@ class Runner:
             case, s = jobs[i]
             try:
                 if self.interrupted:  # not even from the cache: the caller is leaving
-                    rec = self._record(case, s, failure="not_sent", error=self.stop_reason,
+                    rec = new_record(case, s, failure="not_sent", error=self.stop_reason,
                                        cached=False)
                 else:  # after a systematic stop, cached answers are still used (free)
                     rec = self._case(case, s)
             except BaseException as e:  # noqa: BLE001 - a failing case is data, not a dead thread
-                rec = self._record(case, s, failure="error", cached=False,
+                rec = new_record(case, s, failure="error", cached=False,
                                    error=f"{type(e).__name__}: {e}")
             self._watch(rec)
             done.put((i, rec))
 
-    def _collect(self, records, i: int, rec: dict[str, Any], total: int) -> None:
+    def _collect(self, records: list[CaseRecord | None], i: int, rec: CaseRecord) -> None:
         records[i] = rec
         with self.totals.lock:
             self.totals.done += 1
             self.totals.failed += rec["failure"] is not None
         if self.progress:
-            self.progress({"done": self.totals.done, "total": total,
+            self.progress({"done": self.totals.done, "total": len(records),
                            "failed": self.totals.failed, "paid_usd": self.totals.paid_usd})
 
-    def _watch(self, rec: dict[str, Any]) -> None:
+    def _watch(self, rec: CaseRecord) -> None:
         """The same bad request on ``SYSTEMATIC_AFTER`` cases in a row stops the run. Called by
         the worker as its case ends, so no further case is sent after the N-th."""
         with self.totals.lock:
@@ -230,17 +265,7 @@ class Runner:
             self.halt(f"the same bad request on {n} cases in a row, stopped sending: "
                       f"{rec['error']}")
 
-    def _record(self, case, sample: int, **fields: Any) -> dict[str, Any]:
-        rec: dict[str, Any] = {
-            "case_id": case.id, "sample": sample, "input": case.input,
-            "expected": case.expected, "output": None, "raw": None, "failure": None,
-            "error": None, "attempts": 0, "retries": 0, "reasks": 0, "repairs": [],
-            "cached": True, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
-            "latency_s": 0.0, "finish_reason": None, "meta": case.meta}
-        rec.update(fields)
-        return rec
-
-    def _request(self, case, sample: int) -> Request | WorkspaceError:
+    def _request(self, case: Case, sample: int) -> Request | WorkspaceError:
         pv = self.prompt
         try:
             messages = pv.messages(case.input)
@@ -254,42 +279,45 @@ class Runner:
 
     # -- one case ---------------------------------------------------------------------------
 
-    def _case(self, case, sample: int) -> dict[str, Any]:
+    def _case(self, case: Case, sample: int) -> CaseRecord:
         req = self._request(case, sample)
-        rec = self._record(case, sample)
+        rec = new_record(case, sample)
         if isinstance(req, WorkspaceError):
-            rec.update(failure="render_error", error=str(req), cached=False)
-            return rec
+            rec["cached"] = False
+            return _failed(rec, "render_error", str(req))
         for reask in range(self.retry.max_reasks + 1):
             try:
                 c = self._call(req, rec)
             except ModelError as e:
                 if e.systematic:
                     self.halt(str(e))
-                rec.update(failure=e.kind, error=str(e))
-                return rec
+                return _failed(rec, e.kind, str(e))
             rec["raw"], rec["finish_reason"] = c.text, c.finish_reason
-            if self.schema_model is None:
-                if c.text.strip():
-                    rec["output"] = c.text
-                    return rec
-                err = InvalidOutput("empty answer", kind="invalid_json")
-            else:
-                try:
-                    rec["output"], rec["repairs"] = parse_output(c.text, self.schema_model)
-                    return rec
-                except InvalidOutput as e:
-                    err = e
-            if reask == self.retry.max_reasks:
-                rec.update(failure=err.kind, error=str(err))
+            err = self._accept(c.text, rec)
+            if err is None:
                 return rec
+            if reask == self.retry.max_reasks:
+                return _failed(rec, err.kind, str(err))
             rec["reasks"] += 1
             req = replace(req, messages=req.messages + (
                 {"role": "assistant", "content": _sendable(c.text)},
                 {"role": "user", "content": _sendable(REASK.format(error=err))}))
         raise AssertionError("unreachable")
 
-    def _call(self, req: Request, rec: dict[str, Any]) -> Completion:
+    def _accept(self, text: str, rec: CaseRecord) -> InvalidOutput | None:
+        """Sets ``rec``'s output from ``text``, or says why the answer is not acceptable."""
+        if self.schema_model is None:
+            if not text.strip():
+                return InvalidOutput("empty answer", kind="invalid_json")
+            rec["output"] = text
+            return None
+        try:
+            rec["output"], rec["repairs"] = parse_output(text, self.schema_model)
+        except InvalidOutput as e:
+            return e
+        return None
+
+    def _call(self, req: Request, rec: CaseRecord) -> Completion:
         """One answer for ``req``: from the cache, or from the model with retries."""
         key = req.key(self.model.id)
         for attempt in range(self.retry.max_retries + 1):
@@ -355,12 +383,39 @@ class Runner:
         return max(retry_after or 0.0, random.uniform(0, cap))
 
 
+def _failed(rec: CaseRecord, kind: str, error: str) -> CaseRecord:
+    rec["failure"], rec["error"] = kind, error
+    return rec
+
+
 def _sendable(text: str) -> str:
     """``text`` as a provider can receive it: a lone surrogate (not UTF-8) becomes ``?``."""
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def resolve(workspace, prompt, evalset, model, *, model_options: dict | None = None):
+class EvalTarget(NamedTuple):
+    """What one evaluation runs: resolved from names (or taken as given) by :func:`resolve`."""
+
+    workspace: Workspace
+    prompt: PromptVersion
+    evalset: Evalset
+    schema: type[BaseModel] | None
+    """The response schema's pydantic model; None for free text (drafts)."""
+    policy: Policy
+    model: Model
+
+
+class CaseRun(NamedTuple):
+    """:func:`run_cases`' outcome: a record per case and sample, the run's totals, its wall."""
+
+    records: list[CaseRecord]
+    totals: _Totals
+    wall_s: float
+
+
+def resolve(workspace: WorkspaceLike, prompt: str | PromptVersion,
+            evalset: str | Evalset | None, model: str | Model | None, *,
+            model_options: dict[str, Any] | None = None) -> EvalTarget:
     """The objects an evaluation needs, from names or objects. ``model_options`` (e.g.
     ``api_base``) go to :func:`~promptgov.model._registry.get_model` with a model id."""
     from promptgov.workspace import Workspace
@@ -375,13 +430,14 @@ def resolve(workspace, prompt, evalset, model, *, model_options: dict | None = N
     schema = ws.schema(pv.response_schema).model if pv.response_schema else None
     policy = load_policy(ws.root)
     m = get_model(model or pv.model.id, prices=policy.prices, **(model_options or {}))
-    return ws, pv, es, schema, policy, m
+    return EvalTarget(ws, pv, es, schema, policy, m)
 
 
-def run_cases(ws, pv, es, schema, policy: Policy, m: Model, *, concurrency: int = 8,
+def run_cases(ws: Workspace, pv: PromptVersion, es: Evalset, schema: type[BaseModel] | None,
+              policy: Policy, m: Model, *, concurrency: int = 8,
               budget_usd: float | None = None, cache: bool = True, samples: int = 1,
               retry: RetryPolicy | None = None, progress: Progress | None = None,
-              record: Path | str | None = None):
+              record: Path | str | None = None) -> CaseRun:
     if retry is not None:
         policy = replace(policy, retry=retry)
     rc = ResponseCache(ws.root / ".promptgov" / "cache.sqlite") if cache else None
@@ -398,4 +454,4 @@ def run_cases(ws, pv, es, schema, policy: Policy, m: Model, *, concurrency: int 
             rc.close()
         if recorder is not None:
             recorder.close()
-    return records, runner.totals, wall
+    return CaseRun(records, runner.totals, wall)

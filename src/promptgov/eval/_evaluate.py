@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from promptgov._version import __version__
 from promptgov.errors import EvalInterrupted, GovernanceError, RunStopped, TrackingError
-from promptgov.eval._engine import Progress, resolve, run_cases
+from promptgov.eval._engine import EvalTarget, Progress, resolve, run_cases
+from promptgov.eval._record import CaseRecord
 from promptgov.eval._result import EvalResult
 from promptgov.eval._scoring import metrics as run_metrics
-from promptgov.eval._scoring import score_case
+from promptgov.eval._scoring import score
 from promptgov.model._base import Model
 from promptgov.workspace._policy import RetryPolicy
 
+if TYPE_CHECKING:
+    from promptgov.eval._engine import WorkspaceLike
+    from promptgov.eval._logger import Logger
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Evalset
+    from promptgov.workspace._prompt import PromptVersion
 
-def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = None,
-             workspace: Any = None, concurrency: int = 8, samples: int = 1,
+
+def evaluate(prompt: str | PromptVersion, evalset: str | Evalset | None = None, *,
+             model: str | Model | None = None, workspace: WorkspaceLike = None,
+             concurrency: int = 8, samples: int = 1,
              budget_usd: float | None = None, cache: bool = True, track: bool = True,
              retry: RetryPolicy | None = None, progress: Progress | None = None,
              record: str | Path | None = None, allow_drift: bool = False) -> EvalResult:
@@ -56,49 +64,43 @@ def evaluate(prompt: Any, evalset: Any = None, *, model: str | Model | None = No
         >>> r = pg.evaluate("ticket_triage@2", model="local/knn")        # doctest: +SKIP
         >>> r.metrics["accuracy"], r.cases.head()                        # doctest: +SKIP
     """
-    ws, pv, es, schema, policy, m = resolve(workspace, prompt, evalset, model)
-    state = lock_state(ws, pv, allow_drift)
+    target = resolve(workspace, prompt, evalset, model)
+    state = lock_state(target.workspace, target.prompt, allow_drift)
     logger = None
     if track:  # reachability first; then MLflow opens in a logger process while cases run
         from promptgov.eval._logger import Logger
         from promptgov.eval._tracking import check_reachable
 
-        check_reachable(ws.root)
-        logger = Logger(ws.root, pv.name)
+        check_reachable(target.workspace.root)
+        logger = Logger(target.workspace.root, target.prompt.name)
     try:
-        return _evaluate(ws, pv, es, schema, policy, m, logger, state, concurrency=concurrency,
-                         budget_usd=budget_usd, cache=cache, samples=samples, retry=retry,
-                         progress=progress, record=record)
+        return _evaluate(target, logger, state, concurrency=concurrency, budget_usd=budget_usd,
+                         cache=cache, samples=samples, retry=retry, progress=progress,
+                         record=record)
     finally:
         if logger is not None:
             logger.close()
 
 
-def _evaluate(ws, pv, es, schema, policy, m, logger, state: str, *, concurrency: int,
-              samples: int, **kw) -> EvalResult:
+def _evaluate(target: EvalTarget, logger: Logger | None, state: str, *, concurrency: int,
+              samples: int, budget_usd: float | None, cache: bool, retry: RetryPolicy | None,
+              progress: Progress | None, record: str | Path | None) -> EvalResult:
+    ws, pv, es, schema, policy, m = target
     records, totals, wall = run_cases(ws, pv, es, schema, policy, m, concurrency=concurrency,
-                                      samples=samples, **kw)
+                                      samples=samples, budget_usd=budget_usd, cache=cache,
+                                      retry=retry, progress=progress, record=record)
     for r in records:
-        try:
-            score_case(pv.kind, r)
-        except Exception as e:  # noqa: BLE001 - a case that cannot be scored fails alone
-            r.update(correct=False, failure=r["failure"] or "error",
-                     error=r["error"] or f"scoring failed: {type(e).__name__}: {e}")
+        _score(pv.kind, r)
     mets = run_metrics(pv.kind, records, policy.routing)
     mets["paid_usd"] = totals.paid_usd
     mets["model_calls"] = float(totals.calls)
     mets["wall_s"] = wall
-    from promptgov.eval._tracking import git_info
+    from promptgov.eval._tracking import provenance
 
-    params = {"prompt": pv.name, "prompt_version": pv.version, "prompt_ref": pv.ref,
-              "content_hash": pv.content_hash, "render_fingerprint": pv.render_fingerprint,
-              "schema": pv.response_schema,
-              "schema_hash": ws.schema(pv.response_schema).hash if pv.response_schema else None,
-              "evalset": es.manifest.name, "evalset_version": es.manifest.version,
-              "evalset_hash": es.hash, "model": m.id, "temperature": pv.model.temperature,
-              "max_tokens": pv.model.max_tokens, "concurrency": concurrency, "samples": samples,
-              "routing_auto": policy.routing.auto, "routing_review": policy.routing.review,
-              "promptgov_version": __version__, "lock_state": state, **git_info(ws.root)}
+    params = provenance(ws, pv, es, m.id, temperature=pv.model.temperature,
+                        max_tokens=pv.model.max_tokens, concurrency=concurrency,
+                        samples=samples, routing_auto=policy.routing.auto,
+                        routing_review=policy.routing.review, lock_state=state)
     result = EvalResult(prompt=pv.ref, evalset=es.ref, model=m.id, kind=pv.kind, metrics=mets,
                         records=records, params=params, calls=totals.calls, wall_s=wall)
     if totals.stop_reason is not None:  # a partial run is not logged: the resumed run will be
@@ -110,7 +112,18 @@ def _evaluate(ws, pv, es, schema, policy, m, logger, state: str, *, concurrency:
     return result
 
 
-def _log(ws, result: EvalResult, pv, state: str, logger) -> None:
+def _score(kind: str, rec: CaseRecord) -> None:
+    """``rec`` completed with its :class:`Score`; a case that cannot be scored fails alone."""
+    try:
+        rec.update(score(kind, rec).fields())  # type: ignore[typeddict-item]
+    except Exception as e:  # noqa: BLE001
+        rec["correct"] = False
+        rec["failure"] = rec["failure"] or "error"
+        rec["error"] = rec["error"] or f"scoring failed: {type(e).__name__}: {e}"
+
+
+def _log(ws: Workspace, result: EvalResult, pv: PromptVersion, state: str,
+         logger: Logger) -> None:
     """Hand ``result`` to the logger process; if logging fails, it is kept in
     ``.promptgov/pending/`` and the error says so (one line)."""
     from promptgov.eval._pending import publish, save
@@ -126,7 +139,7 @@ def _log(ws, result: EvalResult, pv, state: str, logger) -> None:
                             result, ws.root / rel) from None
 
 
-def lock_state(ws, pv, allow_drift: bool = False) -> str:
+def lock_state(ws: Workspace, pv: PromptVersion, allow_drift: bool = False) -> str:
     """``locked``, ``unlocked`` or ``drifted`` (a locked version whose file or rendered messages
     no longer match the lock). Drifted refuses with ``check``'s message unless ``allow_drift``."""
     from promptgov.hashing import short

@@ -17,7 +17,11 @@ light normalisation: strings case-folded with whitespace collapsed, lists as set
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptgov.eval._record import CaseRecord
 
 
 def norm(v: Any) -> Any:
@@ -34,7 +38,7 @@ def norm(v: Any) -> Any:
 
 
 def same(a: Any, b: Any) -> bool:
-    return norm(a) == norm(b)
+    return bool(norm(a) == norm(b))
 
 
 def _f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -63,10 +67,10 @@ def case_counts(expected: dict[str, Any], output: dict[str, Any] | None
     return out
 
 
-def field_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
+def field_metrics(records: Sequence[CaseRecord]) -> dict[str, float]:
     """Run metrics from each record's ``field_counts`` (see :func:`case_counts`)."""
-    scalar: dict[str, Counter] = {}
-    labels: dict[str, dict[str, Counter]] = {}
+    scalar: dict[str, Counter[str]] = {}
+    labels: dict[str, dict[str, Counter[str]]] = {}
     for r in records:
         for f, c in (r.get("field_counts") or {}).items():
             if isinstance(c, dict):
@@ -75,8 +79,13 @@ def field_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
                     per.setdefault(lab, Counter()).update(tp=tp, fp=fp, fn=fn)
             else:
                 scalar.setdefault(f, Counter()).update(tp=c[0], fp=c[1], fn=c[2])
+    return {**_scalar_metrics(scalar), **_label_metrics(labels)}
+
+
+def _scalar_metrics(scalar: dict[str, Counter[str]]) -> dict[str, float]:
+    """Per scalar field P/R/F1 and support; pooled (micro) over every field."""
     m: dict[str, float] = {}
-    pooled = Counter()
+    pooled: Counter[str] = Counter()
     for f, c in scalar.items():
         p, r, f1 = _f1(c["tp"], c["fp"], c["fn"])
         m[f"field_precision.{f}"], m[f"field_recall.{f}"], m[f"field_f1.{f}"] = p, r, f1
@@ -85,9 +94,16 @@ def field_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
     if scalar:
         m["field_precision"], m["field_recall"], m["field_f1"] = _f1(
             pooled["tp"], pooled["fp"], pooled["fn"])
-    all_micro, all_macro = Counter(), []
+    return m
+
+
+def _label_metrics(labels: dict[str, dict[str, Counter[str]]]) -> dict[str, float]:
+    """Per list field micro/macro-F1 over its labels; both pooled over every list field."""
+    m: dict[str, float] = {}
+    all_micro: Counter[str] = Counter()
+    all_macro: list[float] = []
     for f, per in labels.items():
-        micro = Counter()
+        micro: Counter[str] = Counter()
         f1s = []
         for c in per.values():
             micro.update(c)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from promptgov.eval._record import CaseRecord
+
 
 @dataclass
 class EvalResult:
@@ -28,7 +30,7 @@ class EvalResult:
     model: str
     kind: str
     metrics: dict[str, float]
-    records: list[dict[str, Any]]
+    records: list[CaseRecord]
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     calls: int = 0

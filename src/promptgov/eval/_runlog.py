@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptgov.eval._tracking import RUN_TAG, experiment_id
+from promptgov.eval._record import TABLE_COLUMNS, CaseRecord
+from promptgov.eval._store import RUN_TAG
+from promptgov.eval._tracking import experiment_id
 
 HEADLINE = ("accuracy", "object_match", "pass_rate", "failure_rate", "cost_per_1k_usd",
             "latency_p95_s", "automation_rate")
 """Logged first (MLflow lists metrics in the order they arrive) and named in the run's
 ``promptgov.headline`` tag: the short list a reader compares runs by."""
 
-CASE_COLUMNS = ("case_id", "expected", "predicted", "correct", "confidence", "failure", "input",
-                "output", "error", "sample", "attempts", "retries", "reasks", "cached",
-                "prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
-"""``cases.json`` columns, in reading order: what was asked for and what came back first."""
 
 KIND_LABEL = {"classification": "triage", "extraction": "extract", "draft": "draft"}
 
@@ -192,11 +191,11 @@ def link_prompt(c, rid: str, pver, exp: str | None, local: bool = False) -> None
                              "," + ",".join([*ids, exp]) + ",")
 
 
-def table(records: list[dict[str, Any]]) -> dict[str, list]:
-    """Per-case records as columns of JSON-safe values, in :data:`CASE_COLUMNS` order."""
-    out: dict[str, list] = {k: [] for k in CASE_COLUMNS}
+def table(records: Sequence[CaseRecord]) -> dict[str, list[Any]]:
+    """Per-case records as columns of JSON-safe values, in :data:`TABLE_COLUMNS` order."""
+    out: dict[str, list[Any]] = {k: [] for k in TABLE_COLUMNS}
     for r in records:
-        for k in CASE_COLUMNS:
+        for k in TABLE_COLUMNS:
             v = r.get(k)
             v = json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
             if isinstance(v, str):  # a lone surrogate in an answer must not sink the logging

@@ -8,29 +8,34 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from promptgov.eval._fieldscore import case_counts, field_metrics, same
+from promptgov.eval._record import CaseRecord, Score
 from promptgov.workspace._policy import Routing
 
 
-def score_case(kind: str, rec: dict[str, Any]) -> None:
-    """Add ``correct`` (and per-field results / fact checks) to one record, in place."""
-    out, exp = rec["output"], rec["expected"]
-    rec["confidence"] = out.get("confidence") if isinstance(out, dict) else None
+def score(kind: str, rec: CaseRecord) -> Score:
+    """Whether one record is correct, and the per-kind detail (a failed case is wrong)."""
+    out, exp = rec["output"], rec["expected"] or {}
+    conf = out.get("confidence") if isinstance(out, dict) else None
     if kind == "classification":
-        rec["predicted"] = out.get("label") if isinstance(out, dict) else None
-        rec["correct"] = out is not None and rec["predicted"] == (exp or {}).get("label")
-    elif kind == "extraction":
+        predicted = out.get("label") if isinstance(out, dict) else None
+        return Score(out is not None and predicted == exp.get("label"), conf,
+                     {"predicted": predicted})
+    if kind == "extraction":
         # lists of labels are sets: an unsorted but correct answer is correct
-        fields = {f: (out is not None and same(out.get(f), v)) for f, v in (exp or {}).items()}
-        rec["field_correct"] = fields
-        rec["field_counts"] = case_counts(exp or {}, out)
-        rec["correct"] = out is not None and all(fields.values())
-    else:
-        checks = draft_checks(out, rec["input"].get("facts", {}), exp or {})
-        rec["fact_checks"] = checks
-        rec["correct"] = out is not None and all(checks.values())
+        fields = {f: (out is not None and same(out.get(f), v)) for f, v in exp.items()}
+        return Score(out is not None and all(fields.values()), conf,
+                     {"field_correct": fields, "field_counts": case_counts(exp, out)})
+    checks = draft_checks(out, rec["input"].get("facts", {}), exp)
+    return Score(out is not None and all(checks.values()), conf, {"fact_checks": checks})
+
+
+def score_case(kind: str, rec: CaseRecord) -> None:
+    """Transitional: ``rec`` updated with its :func:`score` (callers move to ``score``)."""
+    rec.update(score(kind, rec).fields())  # type: ignore[typeddict-item]
 
 
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
@@ -65,12 +70,29 @@ def _fmt(v: Any) -> str:
 
 # -- run-level metrics ------------------------------------------------------------------------
 
-def metrics(kind: str, records: list[dict[str, Any]], routing: Routing) -> dict[str, float]:
+def metrics(kind: str, records: Sequence[CaseRecord], routing: Routing) -> dict[str, float]:
+    """Run-level metrics: accuracy, failures, spend and latency, then the kind's own."""
     n = len(records) or 1
-    m: dict[str, float] = {"cases": float(len(records))}
-    m["accuracy"] = sum(r["correct"] for r in records) / n
     failures = Counter(r["failure"] for r in records if r["failure"])
-    m["failure_rate"] = sum(failures.values()) / n
+    m = {"cases": float(len(records)),
+         "accuracy": sum(r.get("correct", False) for r in records) / n,
+         **_spend_metrics(records, failures, n)}
+    if kind == "classification":
+        m.update(classification_metrics(records, routing))
+    elif kind == "extraction":
+        m.update(extraction_metrics(records))
+        m["validation_failure_rate"] = (failures["schema_violation"]
+                                        + failures["invalid_json"]) / n
+    else:
+        for check in ("numbers_from_facts", "required_facts", "length"):
+            m[f"draft.{check}"] = sum(r.get("fact_checks", {})[check] for r in records) / n
+    return m
+
+
+def _spend_metrics(records: Sequence[CaseRecord], failures: Counter[str], n: int
+                   ) -> dict[str, float]:
+    """Failure rates (overall and per kind), retries, tokens, cost and latency."""
+    m: dict[str, float] = {"failure_rate": sum(failures.values()) / n}
     for k, c in failures.items():
         m[f"failure_rate.{k}"] = c / n
     m["retry_rate"] = sum(r["retries"] > 0 for r in records) / n
@@ -83,19 +105,11 @@ def metrics(kind: str, records: list[dict[str, Any]], routing: Routing) -> dict[
     lat = sorted(r["latency_s"] for r in records if r["failure"] is None)
     m["latency_p50_s"] = _quantile(lat, 0.50)
     m["latency_p95_s"] = _quantile(lat, 0.95)
-    if kind == "classification":
-        m.update(classification_metrics(records, routing))
-    elif kind == "extraction":
-        m.update(extraction_metrics(records))
-        m["validation_failure_rate"] = (failures["schema_violation"]
-                                        + failures["invalid_json"]) / n
-    else:
-        for check in ("numbers_from_facts", "required_facts", "length"):
-            m[f"draft.{check}"] = sum(r["fact_checks"][check] for r in records) / n
     return m
 
 
-def classification_metrics(records: list[dict[str, Any]], routing: Routing) -> dict[str, float]:
+def classification_metrics(records: Sequence[CaseRecord], routing: Routing
+                           ) -> dict[str, float]:
     y_true = [(r["expected"] or {}).get("label") for r in records]
     y_pred = [r.get("predicted") for r in records]
     conf = [float(r["confidence"]) if r["confidence"] is not None else 0.0 for r in records]
@@ -115,7 +129,7 @@ def classification_metrics(records: list[dict[str, Any]], routing: Routing) -> d
     }
 
 
-def extraction_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
+def extraction_metrics(records: Sequence[CaseRecord]) -> dict[str, float]:
     per_field: dict[str, list[bool]] = {}
     for r in records:
         for f, ok in (r.get("field_correct") or {}).items():
@@ -126,15 +140,15 @@ def extraction_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def macro_f1(y_true: list, y_pred: list) -> float:
+def macro_f1(y_true: list[Any], y_pred: list[Any]) -> float:
     """Macro-averaged F1 over the labels in ``y_true`` ∪ ``y_pred`` (as scikit-learn does).
     One pass over the cases (per-label counting was labels × cases)."""
     labels = {y for y in y_true if y is not None} | {y for y in y_pred if y is not None}
     if not labels:
         return 0.0
-    tp: Counter = Counter()
-    fp: Counter = Counter()
-    fn: Counter = Counter()
+    tp: Counter[Any] = Counter()
+    fp: Counter[Any] = Counter()
+    fn: Counter[Any] = Counter()
     for t, p in zip(y_true, y_pred, strict=True):
         if t == p:
             tp[t] += 1

@@ -18,6 +18,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promptgov.eval._store import (  # noqa: F401  (RUN_TAG, is_local: re-exported)
     RUN_TAG,
@@ -25,6 +26,11 @@ from promptgov.eval._store import (  # noqa: F401  (RUN_TAG, is_local: re-export
     store_lock,
     tracking_uri,
 )
+
+if TYPE_CHECKING:
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Evalset
+    from promptgov.workspace._prompt import PromptVersion
 
 _clients: dict[tuple[str, str], object] = {}
 _clients_guard = threading.Lock()
@@ -180,6 +186,22 @@ def experiment_id(c, root: Path, name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def provenance(ws: Workspace, pv: PromptVersion, es: Evalset, model: str,
+               **extra: object) -> dict[str, object]:
+    """The params every run kind logs (eval, adversarial, optimize): what ran — prompt version
+    and its hashes, evalset and its hash, model — with which promptgov, at which git commit;
+    then the run kind's own ``extra`` settings."""
+    from promptgov._version import __version__
+
+    return {"prompt": pv.name, "prompt_version": pv.version, "prompt_ref": pv.ref,
+            "content_hash": pv.content_hash, "render_fingerprint": pv.render_fingerprint,
+            "schema": pv.response_schema,
+            "schema_hash": ws.schema(pv.response_schema).hash if pv.response_schema else None,
+            "evalset": es.manifest.name, "evalset_version": es.manifest.version,
+            "evalset_hash": es.hash, "model": model, **extra,
+            "promptgov_version": __version__, **git_info(ws.root)}
 
 
 def git_info(root: Path) -> dict[str, str]:
