@@ -22,7 +22,7 @@ from conftest import small_triage
 from promptgov.cli._app import app
 from promptgov.errors import GovernanceError, TrackingError
 from promptgov.eval import _runindex
-from promptgov.eval._runlog import CASE_COLUMNS
+from promptgov.eval._record import TABLE_COLUMNS
 from promptgov.eval._tracking import client
 from promptgov.model._fake import FakeModel
 
@@ -120,7 +120,7 @@ def test_run_reads_well_in_the_ui(ws):
     assert ds.name == "triage_small@1" and r.params["evalset_hash"].startswith(ds.digest)
     art = Path(run.info.artifact_uri.removeprefix("file://"))
     table = json.loads((art / "cases.json").read_text())
-    assert table["columns"][:7] == list(CASE_COLUMNS[:7])
+    assert table["columns"][:7] == list(TABLE_COLUMNS[:7])
     assert (art / "prompt" / "v2.yaml").read_bytes() == (ws / "prompts" / "ticket_triage"
                                                           / "v2.yaml").read_bytes()
     # the prompt version is linked to its run and to the prompt's experiment (not experiment 0)
