@@ -120,7 +120,10 @@ def test_run_reads_well_in_the_ui(ws):
     assert ds.name == "triage_small@1" and r.params["evalset_hash"].startswith(ds.digest)
     art = Path(run.info.artifact_uri.removeprefix("file://"))
     table = json.loads((art / "cases.json").read_text())
-    assert table["columns"][:7] == list(TABLE_COLUMNS[:7])
+    # reading order: what was asked for and what came back first; derived from CaseRecord
+    assert table["columns"] == list(TABLE_COLUMNS)
+    assert table["columns"][:7] == ["case_id", "expected", "predicted", "correct", "confidence",
+                                    "failure", "input"]
     assert (art / "prompt" / "v2.yaml").read_bytes() == (ws / "prompts" / "ticket_triage"
                                                           / "v2.yaml").read_bytes()
     # the prompt version is linked to its run and to the prompt's experiment (not experiment 0)
