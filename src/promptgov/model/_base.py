@@ -56,7 +56,7 @@ class Request:
         return content_hash({"model": model_id, "body": body})
 
 
-_SCHEMA_HASHES: dict[int, tuple[dict, str]] = {}
+_SCHEMA_HASHES: dict[int, tuple[dict[str, Any], str]] = {}
 
 
 def _schema_hash(schema: dict[str, Any] | None) -> str | None:

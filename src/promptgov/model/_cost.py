@@ -18,12 +18,16 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from promptgov.model._base import Usage
 
-__all__ = ["is_priced", "price_usd"]
+__all__ = ["PriceTable", "is_priced", "price_usd"]
+
+PriceTable = Mapping[str, Mapping[str, float]]
+"""The caller's prices: ``{model_id: {"input_per_1m": ..., "output_per_1m": ...}}``."""
 
 PRICE_MAP_FILE = "model_prices_and_context_window_backup.json"
 _LOCAL_PREFIXES = ("local/", "replay:", "fake")
@@ -67,7 +71,7 @@ def _litellm_price_map() -> dict[str, Any]:
     return {}
 
 
-def _override_rates(model_id: str, prices: dict[str, dict] | None) -> tuple[float, float] | None:
+def _override_rates(model_id: str, prices: PriceTable | None) -> tuple[float, float] | None:
     """(input, output) US dollars per token from the caller's table, per-million in the table."""
     if not prices:
         return None
@@ -91,13 +95,13 @@ def _litellm_rates(model_id: str) -> tuple[float, float] | None:
     return None
 
 
-def _rates(model_id: str, prices: dict[str, dict] | None) -> tuple[float, float] | None:
+def _rates(model_id: str, prices: PriceTable | None) -> tuple[float, float] | None:
     if _is_local(model_id):
         return (0.0, 0.0)
     return _override_rates(model_id, prices) or _litellm_rates(model_id)
 
 
-def price_usd(model_id: str, usage: Usage, prices: dict[str, dict] | None = None) -> float:
+def price_usd(model_id: str, usage: Usage, prices: PriceTable | None = None) -> float:
     """US dollars for ``usage`` on ``model_id``; 0.0 for local and for unpriced models."""
     rates = _rates(model_id, prices)
     if rates is None:
@@ -106,7 +110,7 @@ def price_usd(model_id: str, usage: Usage, prices: dict[str, dict] | None = None
     return usage.prompt_tokens * per_input + usage.completion_tokens * per_output
 
 
-def is_priced(model_id: str, prices: dict[str, dict] | None = None) -> bool:
+def is_priced(model_id: str, prices: PriceTable | None = None) -> bool:
     """Whether :func:`price_usd` knows a price for ``model_id``.
 
     Local models count as priced (they are free); False means "unknown, reported as 0.0".

@@ -19,48 +19,59 @@ def draft_reply(text: str) -> str:
     """A short reply built only from the ``- key: value`` facts in ``text``."""
     facts = {m.group(1).strip().lower().replace("_", " "): m.group(2)
              for m in _FACT.finditer(text)}
-
-    def fact(*names: str) -> str | None:
-        for n in names:
-            for k, v in facts.items():
-                if k == n:
-                    return v
-        for n in names:
-            for k, v in facts.items():
-                if n in k:
-                    return v
-        return None
-
-    name = fact("customer name", "name")
-    order = fact("order id", "order number", "order reference")
-    state = fact("order state", "order status", "status", "state")
-    eligible = fact("refund eligible", "eligible")
-    amount = fact("refund amount")
-    parts = [f"Hello {name}," if name else "Hello,", ""]
-    body = []
-    if order and state:
-        body.append(f"Thank you for getting in touch about your order {order}. "
-                    f"Its current status is: {state}.")
-    elif order:
-        body.append(f"Thank you for getting in touch about your order {order}.")
-    elif state:
-        body.append(f"Thank you for getting in touch. Your order's current status is: {state}.")
-    else:
-        body.append("Thank you for getting in touch.")
+    name = _fact(facts, "customer name", "name")
+    order = _fact(facts, "order id", "order number", "order reference")
+    state = _fact(facts, "order state", "order status", "status", "state")
+    eligible = _fact(facts, "refund eligible", "eligible")
+    amount = _fact(facts, "refund amount")
+    body = [_opening(order, state)]
     if eligible is not None:
-        if eligible.strip().lower() in _TRUE:
-            body.append(f"Your order is eligible for a refund of {amount}." if amount
-                        else "Your order is eligible for a refund.")
-        else:
-            body.append("Your order is not eligible for a refund.")
+        body.append(_refund_sentence(eligible, amount))
     if not (name or order or state or eligible) and facts:  # facts of another kind: list them
         listed = "; ".join(f"{k}: {v}" for k, v in facts.items())
         body.append(f"Here is what we have on record: {listed}.")
-    parts.append(" ".join(body))
-    parts += ["", "Kind regards,", "Customer Support"]
-    reply = "\n".join(parts)
-    if len(reply) > DRAFT_MAX_CHARS:
-        cut = reply[:DRAFT_MAX_CHARS]
-        end = max(cut.rfind(". "), cut.rfind(".\n"))
-        reply = cut[:end + 1] if end > 0 else cut
-    return reply
+    parts = [f"Hello {name}," if name else "Hello,", "", " ".join(body),
+             "", "Kind regards,", "Customer Support"]
+    return _shorten("\n".join(parts))
+
+
+def _fact(facts: dict[str, str], *names: str) -> str | None:
+    """The value of the first of ``names`` that is a fact's key; failing that, of the first
+    that is part of one ("refund eligible" answers "eligible")."""
+    for n in names:
+        for k, v in facts.items():
+            if k == n:
+                return v
+    for n in names:
+        for k, v in facts.items():
+            if n in k:
+                return v
+    return None
+
+
+def _opening(order: str | None, state: str | None) -> str:
+    if order and state:
+        return (f"Thank you for getting in touch about your order {order}. "
+                f"Its current status is: {state}.")
+    if order:
+        return f"Thank you for getting in touch about your order {order}."
+    if state:
+        return f"Thank you for getting in touch. Your order's current status is: {state}."
+    return "Thank you for getting in touch."
+
+
+def _refund_sentence(eligible: str, amount: str | None) -> str:
+    if eligible.strip().lower() not in _TRUE:
+        return "Your order is not eligible for a refund."
+    if amount:
+        return f"Your order is eligible for a refund of {amount}."
+    return "Your order is eligible for a refund."
+
+
+def _shorten(reply: str) -> str:
+    """At most :data:`DRAFT_MAX_CHARS`, cut after the last whole sentence that fits."""
+    if len(reply) <= DRAFT_MAX_CHARS:
+        return reply
+    cut = reply[:DRAFT_MAX_CHARS]
+    end = max(cut.rfind(". "), cut.rfind(".\n"))
+    return cut[:end + 1] if end > 0 else cut

@@ -35,6 +35,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from promptgov.errors import (
@@ -48,7 +51,7 @@ from promptgov.errors import (
     ServerError,
 )
 from promptgov.model._base import Completion, Request, Usage
-from promptgov.model._cost import price_usd
+from promptgov.model._cost import PriceTable, price_usd
 
 __all__ = ["DSPyModel"]
 
@@ -95,13 +98,16 @@ def _raw_content(body: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
-def _lm15_messages(messages, system: list[str], out: list) -> tuple[tuple[str, ...], tuple]:
+def _lm15_messages(messages: Iterable[Mapping[str, str]], system: list[str],
+                   out: list[Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     """``(system texts, lm15 messages)`` for OpenAI-style ``messages``, appended to the given
     ones: system messages before any other are system text, a later one a developer message."""
     from dspy.lm15 import Message
 
     for m in messages:
-        role, content = m.get("role"), m.get("content")
+        role = m.get("role")
+        # Passed on as the message holds it: a message without content (None) fails the call.
+        content: Any = m.get("content")
         if role == "system" and not out:
             system.append(content)
         elif role == "assistant":
@@ -111,6 +117,41 @@ def _lm15_messages(messages, system: list[str], out: list) -> tuple[tuple[str, .
         else:
             out.append(Message.user(content))
     return tuple(system), tuple(out)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed call, as :meth:`DSPyModel._map_error`'s rules read it."""
+
+    exc: Exception
+    status: int | None
+    message: str
+    """The one-line, redacted message every mapped error carries."""
+    dx: ModuleType
+    """``dspy.utils.exceptions`` (imported only once dspy is)."""
+
+
+def _http_status(exc: Exception) -> int | None:
+    """The HTTP status dspy attached to ``exc``, when it is a real integer (not a bool)."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, bool) or not isinstance(status, int):
+        return None
+    return status
+
+
+def _one_line(exc: Exception) -> str:
+    """The first line of the error's text: the CLI prints the message as it is, and dspy
+    appends multi-line "To fix" advice."""
+    detail = str(getattr(exc, "message", None) or exc).strip()
+    detail = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+    return re.sub(r"^\[[^\]]*\]\s*", "", detail)  # dspy's "[openai/gpt-4o-mini] " prefix
+
+
+def _retry_after(exc: Exception) -> float | None:
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
+        return None
+    return retry_after
 
 
 class DSPyModel:
@@ -124,7 +165,7 @@ class DSPyModel:
 
     def __init__(self, model_id: str, *, api_base: str | None = None,
                  api_key_env: str | None = None, num_retries: int = 3,
-                 timeout_s: float = 60.0, prices: dict[str, dict] | None = None,
+                 timeout_s: float = 60.0, prices: PriceTable | None = None,
                  **lm_kwargs: Any):
         if not model_id:
             raise ValueError("model_id must be a non-empty string such as 'openai/gpt-4o-mini'")
@@ -232,14 +273,16 @@ class DSPyModel:
         from dspy.lm15 import Config
         from dspy.lm15 import Request as LM15Request
 
-        n = request.prefix_len if request.prefix_hash else 0
-        prefix = self._prefixes.get(request.prefix_hash) if n else None
+        # Only a known, non-empty fixed part is worth caching.
+        cache_key = request.prefix_hash if request.prefix_hash and request.prefix_len else None
+        n = request.prefix_len if cache_key else 0
+        prefix = self._prefixes.get(cache_key) if cache_key else None
         if prefix is None:
             prefix = _lm15_messages(request.messages[:n], [], [])
-            if n:
+            if cache_key:
                 if len(self._prefixes) >= 8:
                     self._prefixes.clear()
-                self._prefixes[request.prefix_hash] = prefix
+                self._prefixes[cache_key] = prefix
         system, messages = _lm15_messages(request.messages[n:], list(prefix[0]),
                                           list(prefix[1]))
         response_format = None
@@ -277,9 +320,8 @@ class DSPyModel:
         if data and not text:
             # lm15 folds a JSON answer whose schema has enum fields ("judgments") into a parsed
             # DataPart; promptgov parses and validates the provider's own text itself.
-            text = _raw_content(response.provider_data)
-            if text is None:
-                text = json.dumps(data[0].value, ensure_ascii=False)
+            raw = _raw_content(response.provider_data)
+            text = raw if raw is not None else json.dumps(data[0].value, ensure_ascii=False)
         u = response.usage
         usage = Usage(prompt_tokens=u.input_tokens or 0, completion_tokens=u.output_tokens or 0)
         return Completion(text=text, model=self.id, usage=usage, latency_s=latency,
@@ -302,38 +344,44 @@ class DSPyModel:
 
     def _map_error(self, exc: Exception, api_key: str | None, where: str) -> ModelError:
         """dspy's LM* errors (and anything else) as promptgov's typed errors."""
-        model = self.id
-        status = getattr(exc, "status", None)
-        if isinstance(status, bool) or not isinstance(status, int):
-            status = None
-        # One line (the CLI prints it as is): dspy appends multi-line "To fix" advice.
-        detail = str(getattr(exc, "message", None) or exc).strip()
-        detail = next((line.strip() for line in detail.splitlines() if line.strip()), "")
-        detail = re.sub(r"^\[[^\]]*\]\s*", "", detail)  # dspy's "[openai/gpt-4o-mini] " prefix
+        status = _http_status(exc)
         http = f" HTTP {status}" if status else ""
-        message = _redact(f"{where}: {type(exc).__name__}{http}: {detail}", (api_key or "",))
+        message = _redact(f"{where}: {type(exc).__name__}{http}: {_one_line(exc)}",
+                          (api_key or "",))
         try:
             from dspy.utils import exceptions as dx  # noqa: PLC0415 - dspy is loaded by now
         except ImportError:  # pragma: no cover - dspy is a dependency
-            return ModelError(message, model=model)
+            return ModelError(message, model=self.id)
+        failure = _Failure(exc, status, message, dx)
+        # Order matters (an exception's class and its HTTP status can disagree): the first rule
+        # that recognises the failure decides its type.
+        for rule in (self._as_transient, self._as_setup_error, self._as_rejection):
+            mapped = rule(failure)
+            if mapped is not None:
+                return mapped
+        return ModelError(message, model=self.id)
 
-        code = str(getattr(exc, "provider_code", None) or "").lower()
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
-            retry_after = None
-        env = self.key_env or "the API key variable"
-
+    def _as_transient(self, f: _Failure) -> ModelError | None:
+        """Rate limits, timeouts, server and transport errors: a retry may succeed."""
+        exc, status, message, dx = f.exc, f.status, f.message, f.dx
         if isinstance(exc, dx.LMRateLimitError) or status == 429:
-            return RateLimited(message, model=model, retry_after=retry_after)
+            return RateLimited(message, model=self.id, retry_after=_retry_after(exc))
         if isinstance(exc, dx.LMTimeoutError) or status == 408:
-            return ModelTimeout(message, model=model)
+            return ModelTimeout(message, model=self.id)
         if isinstance(exc, dx.LMServerError) or (status is not None and status >= 500):
-            return ServerError(message, model=model)
+            return ServerError(message, model=self.id)
         if isinstance(exc, dx.LMTransportError):
             text = str(exc).lower()
             if "timed out" in text or "timeout" in text:
-                return ModelTimeout(message, model=model)
-            return ServerError(message, model=model)
+                return ModelTimeout(message, model=self.id)
+            return ServerError(message, model=self.id)
+        return None
+
+    def _as_setup_error(self, f: _Failure) -> ModelError | None:
+        """A missing or refused key, an unknown model: every call would fail the same way."""
+        exc, status, message, dx = f.exc, f.status, f.message, f.dx
+        model = self.id
+        env = self.key_env or "the API key variable"
         if isinstance(exc, dx.LMNotConfiguredError):
             envs = [e for e in (getattr(exc, "env_keys", None) or ()) if isinstance(e, str)]
             env = self.api_key_env or (envs[0] if envs else env)
@@ -346,17 +394,23 @@ class DSPyModel:
             return ModelNotFound(f"{message} (fix: check the model id {model!r}"
                                  + (f" and --api-base {self.api_base}" if self.api_base else "")
                                  + f", or {OFFLINE_FIX})", model=model)
+        return None
+
+    def _as_rejection(self, f: _Failure) -> ModelError | None:
+        """A refusal, or a request the provider (or dspy, locally) will not take as it is."""
+        exc, status, message, dx = f.exc, f.status, f.message, f.dx
+        code = str(getattr(exc, "provider_code", None) or "").lower()
         if self._is_refusal(exc, code):
-            return Refused(message, model=model)
+            return Refused(message, model=self.id)
         if isinstance(exc, (dx.LMBillingError, dx.LMInvalidRequestError,
                             dx.LMConfigurationError, dx.LMUnsupportedFeatureError)):
-            return BadRequest(message, model=model)
+            return BadRequest(message, model=self.id)
         if status is not None and 400 <= status < 500:
-            return BadRequest(message, model=model)
+            return BadRequest(message, model=self.id)
         if isinstance(exc, (ValueError, TypeError)):
             # dspy refuses some arguments locally (e.g. a reasoning model's temperature).
-            return BadRequest(message, model=model)
-        return ModelError(message, model=model)
+            return BadRequest(message, model=self.id)
+        return None
 
     @staticmethod
     def _is_refusal(exc: Exception, code: str) -> bool:

@@ -31,7 +31,7 @@ _encoding: Any = None
 _encoding_loaded = False
 
 
-def load_embedder():
+def load_embedder() -> Any:
     """The WordLlama model inside the ``wordllama`` wheel; never downloads (raises instead)."""
     global _embedder
     if _embedder is None:
@@ -75,7 +75,7 @@ def _tiktoken_dir() -> str | None:
     return str(d) if ok else None
 
 
-def _get_encoding():
+def _get_encoding() -> Any:
     global _encoding, _encoding_loaded
     if not _encoding_loaded:
         with _load_lock:
@@ -133,6 +133,6 @@ def _embed_one(text: str) -> np.ndarray:
     ids = wl.tokenizer.encode(_norm_text(text), add_special_tokens=False).ids
     if not ids:
         return np.zeros(wl.embedding.shape[1], np.float32)
-    v = wl.embedding[ids].sum(axis=0)
+    v: np.ndarray = wl.embedding[ids].sum(axis=0)
     n = float(np.sqrt(v @ v))
     return v / n if n > 0 else v

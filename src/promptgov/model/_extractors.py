@@ -22,10 +22,14 @@ model never guesses a value the text does not state. Conventions, stated once:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 __all__ = ["extract_amount", "extract_date", "extract_id", "extract_integer", "extract_number",
            "extract_time", "reference_date", "reference_time"]
+
+_V = TypeVar("_V")
 
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
           "fifteen sixteen seventeen eighteen nineteen twenty")
@@ -62,11 +66,11 @@ def extract_amount(text: str) -> float | None:
     return _num(m.group("n")) if m else None
 
 
-def _spans(text: str, *patterns: re.Pattern) -> list[tuple[int, int]]:
+def _spans(text: str, *patterns: re.Pattern[str]) -> list[tuple[int, int]]:
     return [m.span() for p in patterns for m in p.finditer(text)]
 
 
-def _free_numbers(text: str):
+def _free_numbers(text: str) -> Iterator[str]:
     """Numbers that are not part of an amount, a date or a time and carry no unit."""
     taken = _spans(text, _AMOUNT, _ISO, _NUMERIC_DATE, _DAY_MONTH, _MONTH_DAY, _DAY_ONLY,
                    _AGO_IN, _CLOCK, _CLOCK_SP, _AMPM, _PAST_TO, _AT_HOUR, _MIN_AGO)
@@ -183,15 +187,34 @@ def _upcoming(today: date, month: int, day: int) -> date | None:
     return None
 
 
-def _date_candidates(text: str, today: date | None):
-    """(position, date or None) of every date expression in ``text``."""
+Span = tuple[int, int]
+DateCandidate = tuple[Span, date | None]
+TimeCandidate = tuple[Span, tuple[int, int] | None]
+
+
+def _date_candidates(text: str, today: date | None) -> Iterator[DateCandidate]:
+    """(position, date or None) of every date expression in ``text``, pattern by pattern in a
+    fixed order (on a tie, :func:`_resolve` keeps the first)."""
+    for find in _DATE_FINDERS:
+        yield from find(text, today)
+
+
+def _iso_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
     for m in _ISO.finditer(text):
         yield m.span(), _safe_date(*map(int, m.groups()))
+
+
+def _numeric_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+    """``03/04/2022``: day first, unless only the second number can be a day."""
     for m in _NUMERIC_DATE.finditer(text):
         a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
         y += 2000 if y < 100 else 0
         day, month = (b, a) if b > 12 >= a else (a, b)
         yield m.span(), _safe_date(y, month, day)
+
+
+def _named_month_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+    """``22nd of April [2022]`` and ``April 22nd [2022]``; without a year, the next one."""
     for pat, di, mi in ((_DAY_MONTH, 1, 2), (_MONTH_DAY, 2, 1)):
         for m in pat.finditer(text):
             day, month = int(m.group(di)), _MONTHS[m.group(mi).lower()]
@@ -199,16 +222,26 @@ def _date_candidates(text: str, today: date | None):
                 yield m.span(), _safe_date(int(m.group(3)), month, day)
             else:
                 yield m.span(), _upcoming(today, month, day) if today else None
+
+
+def _day_only_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+    """``the 22nd``: that day of this month, else of one of the next two."""
     for m in _DAY_ONLY.finditer(text):
-        day = int(m.group(1))
-        d = None
-        if today:
-            for k in range(0, 3):
-                d = _add_months(today.replace(day=1), k)
-                d = _safe_date(d.year, d.month, day) if d else None
-                if d and d >= today:
-                    break
-        yield m.span(), d
+        yield m.span(), _coming_day_of_month(today, int(m.group(1))) if today else None
+
+
+def _coming_day_of_month(today: date, day: int) -> date | None:
+    d = None
+    for k in range(0, 3):
+        d = _add_months(today.replace(day=1), k)
+        d = _safe_date(d.year, d.month, day) if d else None
+        if d and d >= today:
+            break
+    return d
+
+
+def _ago_in_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+    """``3 days ago``, ``in two weeks``, ``a month later``."""
     for m in _AGO_IN.finditer(text):
         if not (m.group(1) or m.group(4)):
             continue  # "3 days" with neither "in" nor "ago": a duration, not a date
@@ -221,29 +254,44 @@ def _date_candidates(text: str, today: date | None):
             yield m.span(), today + timedelta(days=sign * n * (7 if unit == "week" else 1))
         else:
             yield m.span(), _add_months(today, sign * n * (12 if unit == "year" else 1))
+
+
+_DAY_OFFSETS = {"day after tomorrow": 2, "day before yesterday": -2, "tomorrow": 1,
+                "yesterday": -1, "last night": -1}
+
+
+def _relative_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+    """``tomorrow``, ``last night``, ``this morning``, ``(last|next|this|coming) Friday``."""
     for m in _RELATIVE.finditer(text):
         if today is None:
             yield m.span(), None
-            continue
-        w = m.group(1).lower()
-        if m.group(3):
-            target = _WEEKDAYS.index(m.group(3).lower())
-            delta = (target - today.weekday()) % 7
-            if m.group(2) and m.group(2).lower() == "last":
-                delta = delta - 7 if delta else -7
-            elif delta == 0 and not (m.group(2) and m.group(2).lower() == "this"):
-                delta = 7
-            yield m.span(), today + timedelta(days=delta)
+        elif m.group(3):
+            yield m.span(), _weekday_date(today, m.group(2), m.group(3))
         else:
-            off = {"day after tomorrow": 2, "day before yesterday": -2, "tomorrow": 1,
-                   "yesterday": -1, "last night": -1}.get(w, 0)
-            yield m.span(), today + timedelta(days=off)
+            yield m.span(), today + timedelta(days=_DAY_OFFSETS.get(m.group(1).lower(), 0))
 
 
-def _resolve(candidates) -> list:
+def _weekday_date(today: date, which: str | None, weekday: str) -> date:
+    """The date of ``[which] weekday``: "last" is the previous one, "this" may be today, and
+    otherwise the next one (a week from today if it is today)."""
+    which = which.lower() if which else None
+    delta = (_WEEKDAYS.index(weekday.lower()) - today.weekday()) % 7
+    if which == "last":
+        delta = delta - 7 if delta else -7
+    elif delta == 0 and which != "this":
+        delta = 7
+    return today + timedelta(days=delta)
+
+
+_DATE_FINDERS: tuple[Callable[[str, date | None], Iterator[DateCandidate]], ...] = (
+    _iso_dates, _numeric_dates, _named_month_dates, _day_only_dates, _ago_in_dates,
+    _relative_dates)
+
+
+def _resolve(candidates: Iterable[tuple[Span, _V]]) -> list[tuple[Span, _V]]:
     """Overlapping matches of several patterns ("at 10 past 9" is also "at 10") are one
     expression: keep the longest, drop what overlaps it."""
-    kept: list = []
+    kept: list[tuple[Span, _V]] = []
     for (a, b), v in sorted(candidates, key=lambda c: (c[0][0] - c[0][1], c[0][0])):
         if all(b <= ka or a >= kb for (ka, kb), _ in kept):
             kept.append(((a, b), v))
@@ -303,12 +351,27 @@ def _apply_mark(h: int, mark: str | None) -> int:
     return h
 
 
-def _time_candidates(text: str, now: tuple[int, int] | None):
+def _time_candidates(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+    """(position, (hour, minute) or None) of every time expression in ``text``, pattern by
+    pattern in a fixed order (on a tie, :func:`_resolve` keeps the first)."""
+    for find in _TIME_FINDERS:
+        yield from find(text, now)
+
+
+def _clock_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+    """``9:05``, ``9 05 in the morning``."""
     for m in (*_CLOCK.finditer(text), *_CLOCK_SP.finditer(text)):
         h, mi = m.group(1), m.group(2)
         yield m.span(), (_apply_mark(int(h), m.group("mark")), int(mi))
+
+
+def _ampm_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
     for m in _AMPM.finditer(text):
         yield m.span(), (_apply_mark(int(m.group(1)), m.group("mark")), 0)
+
+
+def _past_to_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+    """``10 past 9``, ``quarter to 7``, ``half past two in the afternoon``."""
     for m in _PAST_TO.finditer(text):
         a, rel, h = m.group(1).lower(), m.group(2).lower(), _hour(m.group(3))
         mins = {"quarter": 15, "half": 30}.get(a, _hour(a))
@@ -318,24 +381,43 @@ def _time_candidates(text: str, now: tuple[int, int] | None):
         if rel in ("to", "till", "before"):
             h, mins = (h - 1) % 24, 60 - mins
         yield m.span(), (h, mins)
+
+
+def _at_hour_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+    """``at 3 night``, ``by 10 30``, ``until 5 o'clock``."""
     for m in _AT_HOUR.finditer(text):
         h, mi = int(m.group(1)), int(m.group(2) or 0)
         if h <= 24 and mi < 60:
             yield m.span(), (_apply_mark(h % 24, m.group("mark")), mi)
+
+
+def _noon_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
     for m in _NOON.finditer(text):
         yield m.span(), (0 if m.group(1).lower() == "midnight" else 12, 0)
+
+
+def _minutes_ago_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+    """``15 minutes ago``, ``in half an hour``: needs the reference time ``now``."""
     for m in _MIN_AGO.finditer(text):
         if not (m.group(1) or m.group(4)):
-            continue
+            continue  # "15 minutes" with neither "in" nor "ago": a duration, not a time
         if now is None:
             yield m.span(), None
             continue
-        n = {"half an": 0.5}.get(m.group(2).lower()) or (
-            int(m.group(2)) if m.group(2).isdigit() else _NUMWORDS[m.group(2).lower()])
-        minutes = int(n * (60 if m.group(3).lower().startswith("h") else 1))
+        minutes = int(_count(m.group(2)) * (60 if m.group(3).lower().startswith("h") else 1))
         sign = -1 if (m.group(4) or "").lower() == "ago" else 1
         t = datetime(2000, 1, 2, *now) + timedelta(minutes=sign * minutes)
         yield m.span(), (t.hour, t.minute)
+
+
+def _count(word: str) -> float:
+    """``15``, ``fifteen`` or ``half an`` as a number."""
+    return {"half an": 0.5}.get(word.lower()) or (
+        int(word) if word.isdigit() else _NUMWORDS[word.lower()])
+
+
+_TIME_FINDERS: tuple[Callable[[str, tuple[int, int] | None], Iterator[TimeCandidate]], ...] = (
+    _clock_times, _ampm_times, _past_to_times, _at_hour_times, _noon_times, _minutes_ago_times)
 
 
 def extract_time(text: str, now: tuple[int, int] | None = None) -> str | None:

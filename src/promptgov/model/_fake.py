@@ -244,51 +244,100 @@ def minimal_instance(schema: dict[str, Any], _node: dict[str, Any] | None = None
         return node["enum"][0]
     if _is_nullable(node, root):
         return None
-    if node.get("anyOf") or node.get("oneOf"):
-        return minimal_instance(root, (node.get("anyOf") or node.get("oneOf"))[0], _depth + 1)
+    alts = node.get("anyOf") or node.get("oneOf")
+    if alts:
+        return minimal_instance(root, alts[0], _depth + 1)
     if node.get("allOf"):
-        merged: dict[str, Any] = {}
-        for part in node["allOf"]:
-            part = _resolve(part, root)
-            for k, v in part.items():
-                if k in ("properties",) and k in merged:
-                    merged[k] = {**merged[k], **v}
-                elif k == "required" and k in merged:
-                    merged[k] = list(merged[k]) + [r for r in v if r not in merged[k]]
-                else:
-                    merged[k] = v
-        return minimal_instance(root, merged, _depth + 1)
+        return minimal_instance(root, _merge_all_of(node["allOf"], root), _depth + 1)
+    t = _instance_type(node)
+    # A type that is not a string (or not a JSON Schema type name) has no minimal value.
+    build = _MINIMAL_BY_TYPE.get(t) if isinstance(t, str) else None
+    return build(node, root, _depth) if build is not None else None
+
+
+def _merge_all_of(parts: list[Any], root: dict[str, Any]) -> dict[str, Any]:
+    """One schema from the parts of an ``allOf``: later keys win, except that ``properties``
+    and ``required`` accumulate."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for k, v in _resolve(part, root).items():
+            if k in ("properties",) and k in merged:
+                merged[k] = {**merged[k], **v}
+            elif k == "required" and k in merged:
+                merged[k] = list(merged[k]) + [r for r in v if r not in merged[k]]
+            else:
+                merged[k] = v
+    return merged
+
+
+def _instance_type(node: dict[str, Any]) -> Any:
+    """The node's ``type`` (the first of a list); untyped: ``object`` with properties, else
+    ``string``."""
     t = node.get("type")
     if isinstance(t, list):
         t = t[0] if t else None
     if t is None:
         t = "object" if "properties" in node else "string"
-    if t == "object":
-        return {name: minimal_instance(root, sub, _depth + 1)
-                for name, sub in node.get("properties", {}).items()}
-    if t == "array":
-        n = int(node.get("minItems", 0))
-        return [minimal_instance(root, node.get("items", {}), _depth + 1) for _ in range(n)]
-    if t == "string":
-        return "x" * int(node.get("minLength", 0))
-    if t in ("integer", "number"):
-        value: int | float = 0
-        bound = node.get("minimum")
-        if isinstance(bound, int | float) and value < bound:
-            value = bound
-        bound = node.get("exclusiveMinimum")
-        if isinstance(bound, int | float) and not isinstance(bound, bool) and value <= bound:
-            value = bound + 1
-        bound = node.get("maximum")
-        if isinstance(bound, int | float) and value > bound:
-            value = bound
-        bound = node.get("exclusiveMaximum")
-        if isinstance(bound, int | float) and not isinstance(bound, bool) and value >= bound:
-            value = bound - 1
-        return int(value) if t == "integer" else value
-    if t == "boolean":
-        return False
+    return t
+
+
+def _minimal_object(node: dict[str, Any], root: dict[str, Any], depth: int) -> dict[str, Any]:
+    return {name: minimal_instance(root, sub, depth + 1)
+            for name, sub in node.get("properties", {}).items()}
+
+
+def _minimal_array(node: dict[str, Any], root: dict[str, Any], depth: int) -> list[Any]:
+    n = int(node.get("minItems", 0))
+    return [minimal_instance(root, node.get("items", {}), depth + 1) for _ in range(n)]
+
+
+def _minimal_string(node: dict[str, Any], root: dict[str, Any], depth: int) -> str:
+    return "x" * int(node.get("minLength", 0))
+
+
+def _minimal_integer(node: dict[str, Any], root: dict[str, Any], depth: int) -> int:
+    return int(_smallest_in_bounds(node))
+
+
+def _minimal_number(node: dict[str, Any], root: dict[str, Any], depth: int) -> int | float:
+    return _smallest_in_bounds(node)
+
+
+def _minimal_boolean(node: dict[str, Any], root: dict[str, Any], depth: int) -> bool:
+    return False
+
+
+_MINIMAL_BY_TYPE: dict[str, Callable[[dict[str, Any], dict[str, Any], int], Any]] = {
+    "object": _minimal_object, "array": _minimal_array, "string": _minimal_string,
+    "integer": _minimal_integer, "number": _minimal_number, "boolean": _minimal_boolean}
+"""The minimal value of each JSON Schema type; ``null`` (and anything unknown) is ``None``."""
+
+
+def _bound(node: dict[str, Any], key: str, *, exclusive: bool) -> int | float | None:
+    """A numeric bound of ``node``. ``minimum``/``maximum`` accept a bool (it is an int); the
+    exclusive bounds do not (``exclusiveMinimum: true`` is draft-4 syntax, not a number)."""
+    bound = node.get(key)
+    if isinstance(bound, int | float) and not (exclusive and isinstance(bound, bool)):
+        return bound
     return None
+
+
+def _smallest_in_bounds(node: dict[str, Any]) -> int | float:
+    """0, moved into the node's minimum/maximum bounds (minimum first, maximum last)."""
+    value: int | float = 0
+    bound = _bound(node, "minimum", exclusive=False)
+    if bound is not None and value < bound:
+        value = bound
+    bound = _bound(node, "exclusiveMinimum", exclusive=True)
+    if bound is not None and value <= bound:
+        value = bound + 1
+    bound = _bound(node, "maximum", exclusive=False)
+    if bound is not None and value > bound:
+        value = bound
+    bound = _bound(node, "exclusiveMaximum", exclusive=True)
+    if bound is not None and value >= bound:
+        value = bound - 1
+    return value
 
 
 # -- malformation -------------------------------------------------------------------------
@@ -309,11 +358,7 @@ def malform(text: str, kind: str, schema: dict[str, Any] | None = None) -> str:
     if kind == "fenced":
         return f"```json\n{text}\n```"
     if kind == "truncated":
-        s = text.rstrip()
-        if len(s) <= 1:
-            return s[:0] if s else s
-        cut = max(1, min(len(s) - 1, (len(s) * 2) // 3))
-        return s[:cut]
+        return _truncate(text)
     if kind not in MALFORMED_KINDS:
         raise ValueError(f"malform: unknown kind {kind!r}; expected one of {MALFORMED_KINDS}")
     try:
@@ -323,17 +368,32 @@ def malform(text: str, kind: str, schema: dict[str, Any] | None = None) -> str:
     if kind == "single_quotes":
         return repr(value)
     if kind == "extra_keys":
-        if not isinstance(value, dict):
-            raise ValueError("malform('extra_keys') needs a JSON object")
-        props = (schema or {}).get("properties", {}) if isinstance(schema, dict) else {}
-        name = EXTRA_KEY
-        while name in value or name in props:
-            name += "_"
-        return json.dumps({**value, name: "extra"}, ensure_ascii=False)
+        return _with_extra_key(value, schema)
     # wrong_enum_case
     root = schema or {}
     return json.dumps(_shout(value, root if schema is not None else None, root),
                       ensure_ascii=False)
+
+
+def _truncate(text: str) -> str:
+    """``text`` cut off about two thirds in, never empty unless it was at most one character."""
+    s = text.rstrip()
+    if len(s) <= 1:
+        return s[:0] if s else s
+    cut = max(1, min(len(s) - 1, (len(s) * 2) // 3))
+    return s[:cut]
+
+
+def _with_extra_key(value: Any, schema: dict[str, Any] | None) -> str:
+    """The JSON object ``value`` with :data:`EXTRA_KEY` (suffixed until it is in neither the
+    object nor the schema's properties) added."""
+    if not isinstance(value, dict):
+        raise ValueError("malform('extra_keys') needs a JSON object")
+    props = (schema or {}).get("properties", {}) if isinstance(schema, dict) else {}
+    name = EXTRA_KEY
+    while name in value or name in props:
+        name += "_"
+    return json.dumps({**value, name: "extra"}, ensure_ascii=False)
 
 
 def _wrong_case(s: str) -> str:
@@ -344,33 +404,49 @@ def _shout(value: Any, node: dict[str, Any] | None, root: dict[str, Any]) -> Any
     """Wrong-case the enum string values of ``value``, walking ``node`` alongside it
     (``node=None``: no schema, so every string value)."""
     if node is None:
-        if isinstance(value, str):
-            return _wrong_case(value)
-        if isinstance(value, dict):
-            return {k: _shout(v, None, root) for k, v in value.items()}
-        if isinstance(value, list):
-            return [_shout(v, None, root) for v in value]
-        return value
+        return _shout_every_string(value)
     alts = _alternatives(node, root)
     if isinstance(value, str):
-        for alt in alts:
-            if value in (alt.get("enum") or []) or alt.get("const", object()) == value:
-                return _wrong_case(value)
-        return value
+        return _wrong_case(value) if _is_enum_member(value, alts) else value
     if isinstance(value, dict):
-        props: dict[str, Any] = {}
-        extra: Any = None
-        for alt in alts:
-            if isinstance(alt.get("properties"), dict):
-                props = {**alt["properties"], **props}
-            if isinstance(alt.get("additionalProperties"), dict):
-                extra = alt["additionalProperties"]
-        out = {}
-        for k, v in value.items():
-            sub = props.get(k, extra)
-            out[k] = _shout(v, sub, root) if isinstance(sub, dict) else v
-        return out
+        return _shout_object(value, alts, root)
     if isinstance(value, list):
         items = next((a["items"] for a in alts if isinstance(a.get("items"), dict)), None)
         return [_shout(v, items, root) if items is not None else v for v in value]
     return value
+
+
+def _shout_every_string(value: Any) -> Any:
+    if isinstance(value, str):
+        return _wrong_case(value)
+    if isinstance(value, dict):
+        return {k: _shout_every_string(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shout_every_string(v) for v in value]
+    return value
+
+
+def _is_enum_member(value: str, alts: list[dict[str, Any]]) -> bool:
+    """Whether some alternative constrains ``value`` by an ``enum`` or a ``const``."""
+    for alt in alts:
+        if value in (alt.get("enum") or []) or alt.get("const", object()) == value:
+            return True
+    return False
+
+
+def _shout_object(value: dict[str, Any], alts: list[dict[str, Any]],
+                  root: dict[str, Any]) -> dict[str, Any]:
+    """Wrong-case the enum values of an object's properties; a property with no schema of its
+    own (and no ``additionalProperties`` schema) is kept as it is."""
+    props: dict[str, Any] = {}
+    extra: Any = None
+    for alt in alts:
+        if isinstance(alt.get("properties"), dict):
+            props = {**alt["properties"], **props}
+        if isinstance(alt.get("additionalProperties"), dict):
+            extra = alt["additionalProperties"]
+    out = {}
+    for k, v in value.items():
+        sub = props.get(k, extra)
+        out[k] = _shout(v, sub, root) if isinstance(sub, dict) else v
+    return out

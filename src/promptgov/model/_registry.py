@@ -8,12 +8,15 @@ import json
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.model._base import Model
 
+if TYPE_CHECKING:  # annotations only
+    from promptgov.model._cost import PriceTable
 
-def get_model(spec: str | Model, *, prices: dict | None = None, **options: Any) -> Model:
+
+def get_model(spec: str | Model, *, prices: PriceTable | None = None, **options: Any) -> Model:
     """Resolve ``spec`` to a model; a :class:`Model` instance is returned as it is.
 
     Example:

@@ -57,39 +57,53 @@ class CassetteEntry:
         return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+class _BadLine(ValueError):
+    """What is wrong with a cassette line; :func:`_parse_line` adds the file, line and fix."""
+
+
 def _parse_line(path: Path, n: int, line: str) -> CassetteEntry:
-    fix = "delete the line or record the cassette again"
+    try:
+        return _entry(line)
+    except _BadLine as e:
+        raise WorkspaceError(path, str(e), "delete the line or record the cassette again",
+                             line=n) from None
+
+
+def _entry(line: str) -> CassetteEntry:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        raise WorkspaceError(path, f"cassette line is not valid JSON ({e.msg} at column "
-                             f"{e.colno})", fix, line=n) from None
+        raise _BadLine(f"cassette line is not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
-        raise WorkspaceError(path, f"cassette line is a JSON {type(obj).__name__}, not an "
-                             "object", fix, line=n)
+        raise _BadLine(f"cassette line is a JSON {type(obj).__name__}, not an object")
     for name in ("key", "model", "text"):
         if not isinstance(obj.get(name), str):
-            raise WorkspaceError(path, f"cassette line has no string {name!r}", fix, line=n)
+            raise _BadLine(f"cassette line has no string {name!r}")
     for name in ("prompt", "case"):
         if obj.get(name) is not None and not isinstance(obj[name], str):
-            raise WorkspaceError(path, f"cassette line: {name!r} is not a string", fix, line=n)
-    usage = obj.get("usage") or {}
+            raise _BadLine(f"cassette line: {name!r} is not a string")
+    return CassetteEntry(key=obj["key"], model=obj["model"], text=obj["text"],
+                         usage=_usage(obj.get("usage") or {}), latency_s=_latency(obj),
+                         prompt=obj.get("prompt"), case=obj.get("case"))
+
+
+def _usage(usage: Any) -> Usage:
     if not isinstance(usage, dict):
-        raise WorkspaceError(path, "cassette line: 'usage' is not an object", fix, line=n)
-    tokens = {}
+        raise _BadLine("cassette line: 'usage' is not an object")
+    tokens: dict[str, int] = {}
     for name in ("prompt_tokens", "completion_tokens"):
         v = usage.get(name, 0)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise WorkspaceError(path, f"cassette line: usage.{name}={v!r} is not a "
-                                 "non-negative integer", fix, line=n)
+            raise _BadLine(f"cassette line: usage.{name}={v!r} is not a non-negative integer")
         tokens[name] = v
+    return Usage(**tokens)
+
+
+def _latency(obj: dict[str, Any]) -> float:
     latency = obj.get("latency_s", 0.0)
     if not isinstance(latency, int | float) or isinstance(latency, bool):
-        raise WorkspaceError(path, f"cassette line: latency_s={latency!r} is not a number",
-                             fix, line=n)
-    return CassetteEntry(key=obj["key"], model=obj["model"], text=obj["text"],
-                         usage=Usage(**tokens), latency_s=float(latency),
-                         prompt=obj.get("prompt"), case=obj.get("case"))
+        raise _BadLine(f"cassette line: latency_s={latency!r} is not a number")
+    return float(latency)
 
 
 class Cassette:
