@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import PromptgovError
-from promptgov.eval._tracking import RUN_TAG, client, tracking_uri
+from promptgov.eval._store import RUN_TAG, tracking_uri
+from promptgov.eval._tracking import client
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from promptgov.eval._engine import WorkspaceLike
 
 # compare() downloads one small table per run: MLflow's per-download progress bar is noise.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -34,7 +37,7 @@ STAT_COLUMNS = ("accuracy_delta", "n_paired", "mcnemar_p", "ci95_low", "ci95_hig
                 "significant")
 
 
-def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = None,
+def compare(prompt_name: str, *, workspace: WorkspaceLike = None, evalset: str | None = None,
             model: str | None = None, baseline: int | str | None = None,
             alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Versions × metrics of ``prompt_name``, from the latest finished MLflow run of each version.
@@ -57,18 +60,18 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
         >>> import promptgov as pg                                      # doctest: +SKIP
         >>> pg.compare("ticket_triage", model="local/knn")              # doctest: +SKIP
     """
-    from promptgov.eval._stats import bootstrap_diff_ci, mcnemar_exact
+    from promptgov.workspace import Workspace
 
-    ws = _workspace(workspace)
+    ws = Workspace.of(workspace)
     if not re.fullmatch(r"[a-z][a-z0-9_\-]*", prompt_name or ""):
         raise ValueError(f"{prompt_name!r} is not a prompt name; write e.g. ticket_triage "
                          "(compare takes every version of one prompt)")
     if prompt_name not in ws.prompt_names():
         ws.prompt(prompt_name)  # raises WorkspaceError naming the known prompts
-    drifted: list = []
+    drifted: list[Any] = []
     runs = latest_runs(ws.root, prompt_name, evalset=evalset, model=model, drifted=drifted)
 
-    def c():  # MLflow only when a run's table is not a local file
+    def c() -> Any:  # MLflow only when a run's table is not a local file
         return client(ws.root)
     if not runs:
         where = ", ".join(f"{k}={v}" for k, v in (("evalset", evalset), ("model", model)) if v)
@@ -79,26 +82,11 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
     base_cases = case_outcomes(c, runs[base])
     rows = []
     for v, run in sorted(runs.items()):
-        m, p = run.data.metrics, run.data.params
-        row: dict[str, Any] = {"version": v, "baseline": v == base,
-                               "evalset": run.data.tags.get("promptgov.evalset", p.get("evalset")),
-                               "model": p.get("model")}
-        row.update({k: m[k] for k in MAIN_METRICS if k in m})
-        row.update({k: v for k, v in m.items() if k.startswith(FIELD_F1)})
-        row["run_id"] = run.info.run_id
+        row = _row(v, run, base == v)
         if v != base:
-            cases = case_outcomes(c, run)
-            keys = sorted(base_cases.keys() & cases.keys())
-            a = [base_cases[k] for k in keys]
-            b = [cases[k] for k in keys]
-            disc_b = sum(x and not y for x, y in zip(a, b, strict=True))
-            disc_c = sum(y and not x for x, y in zip(a, b, strict=True))
-            p_value = mcnemar_exact(disc_b, disc_c)
-            lo, hi = bootstrap_diff_ci(a, b, seed)
-            row.update(accuracy_delta=m.get("accuracy", float("nan"))
-                       - runs[base].data.metrics.get("accuracy", float("nan")),
-                       n_paired=len(keys), mcnemar_p=p_value, ci95_low=lo, ci95_high=hi,
-                       significant=bool(keys) and p_value < alpha)
+            row.update(_paired(base_cases, case_outcomes(c, run), alpha, seed),
+                       accuracy_delta=run.data.metrics.get("accuracy", float("nan"))
+                       - runs[base].data.metrics.get("accuracy", float("nan")))
         else:
             row.update(accuracy_delta=0.0, n_paired=len(base_cases), significant=False)
         rows.append(row)
@@ -108,6 +96,34 @@ def compare(prompt_name: str, *, workspace: Any = None, evalset: str | None = No
                             "run_id": r.info.run_id,
                             "content_hash": r.data.params.get("content_hash")} for r in drifted]
     return df
+
+
+def _row(v: int, run: Any, is_base: bool) -> dict[str, Any]:
+    """One version's row: where it ran, its main metrics and per-field F1, its run."""
+    m, p = run.data.metrics, run.data.params
+    row: dict[str, Any] = {"version": v, "baseline": is_base,
+                           "evalset": run.data.tags.get("promptgov.evalset", p.get("evalset")),
+                           "model": p.get("model")}
+    row.update({k: m[k] for k in MAIN_METRICS if k in m})
+    row.update({k: x for k, x in m.items() if k.startswith(FIELD_F1)})
+    row["run_id"] = run.info.run_id
+    return row
+
+
+def _paired(base_cases: dict[tuple[str, int], bool], cases: dict[tuple[str, int], bool],
+            alpha: float, seed: int) -> dict[str, Any]:
+    """McNemar's exact p and a bootstrap 95% CI of the accuracy difference, on shared cases."""
+    from promptgov.eval._stats import bootstrap_diff_ci, mcnemar_exact
+
+    keys = sorted(base_cases.keys() & cases.keys())
+    a = [base_cases[k] for k in keys]
+    b = [cases[k] for k in keys]
+    disc_b = sum(x and not y for x, y in zip(a, b, strict=True))
+    disc_c = sum(y and not x for x, y in zip(a, b, strict=True))
+    p_value = mcnemar_exact(disc_b, disc_c)
+    lo, hi = bootstrap_diff_ci(a, b, seed)
+    return {"n_paired": len(keys), "mcnemar_p": p_value, "ci95_low": lo, "ci95_high": hi,
+            "significant": bool(keys) and p_value < alpha}
 
 
 def _frame(rows: list[dict[str, Any]], name: str, base: int) -> pd.DataFrame:
@@ -124,60 +140,71 @@ def _frame(rows: list[dict[str, Any]], name: str, base: int) -> pd.DataFrame:
     return df
 
 
-def _workspace(workspace: Any):
-    from promptgov.workspace import Workspace
-
-    if workspace is None:
-        return Workspace.find()
-    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-
-
 def latest_runs(root: Path, prompt_name: str, *, evalset: str | None = None,
-                model: str | None = None, c=None, drifted: list | None = None) -> dict[int, Any]:
+                model: str | None = None, c: Any = None,
+                drifted: list[Any] | None = None) -> dict[int, Any]:
     """The latest FINISHED run of each version of ``prompt_name``, keyed by version: from the
     workspace's run index when it is current (no MLflow import), else from MLflow (``c``, or
     the workspace's client). A run whose content hash is not the locked one for its version
     (the file had drifted) never counts as the version: the latest such run of each version
     is appended to ``drifted`` when given."""
-    from promptgov.eval import _runindex
-
-    found = _runindex.runs(root)
-    if found is not None:
-        pool = [_runindex.as_run(e) for e in found]
-    elif _runindex.is_local(tracking_uri(root)):
-        pool = _runindex.all_runs(root, c or client(root))
-    else:
-        pool = _search(c or client(root), prompt_name)
     from promptgov.workspace._lock import read_lock
 
     locked = read_lock(root)["prompts"]
     out: dict[int, Any] = {}
     bad: dict[int, Any] = {}
-    for run in sorted(pool, key=lambda r: -(r.info.start_time or 0)):
-        t, p = run.data.tags, run.data.params
-        name, _, v = t.get(RUN_TAG, "").partition("~")[0].rpartition("@")
-        if (run.info.status != "FINISHED" or name != prompt_name or not v.isdigit()
-                or (evalset and (t.get("promptgov.evalset") if "@" in evalset
-                                 else p.get("evalset")) != evalset)
-                or (model and p.get("model") != model)):
+    for run in sorted(_pool(root, prompt_name, c), key=lambda r: -(r.info.start_time or 0)):
+        v = _version_of(run, prompt_name, evalset, model)
+        if v is None:
             continue
-        entry = locked.get(f"{name}@{v}")
-        if ("~" in t.get(RUN_TAG, "") or t.get("promptgov.lock") == "drifted"
-                or (entry and p.get("content_hash") not in (None, entry["content_hash"]))):
-            bad.setdefault(int(v), run)
-        else:
-            out.setdefault(int(v), run)
+        (bad if _drifted(run, locked.get(f"{prompt_name}@{v}")) else out).setdefault(v, run)
     if drifted is not None:
         drifted += [bad[v] for v in sorted(bad)]
     return out
 
 
-def _search(c, prompt_name: str) -> list:
+def _pool(root: Path, prompt_name: str, c: Any) -> list[Any]:
+    """The runs to choose from: the run index when current, else the store's runs."""
+    from promptgov.eval import _runindex
+
+    found = _runindex.runs(root)
+    if found is not None:
+        return [_runindex.as_run(e) for e in found]
+    if _runindex.is_local(tracking_uri(root)):
+        return _runindex.all_runs(root, c or client(root))
+    return _search(c or client(root), prompt_name)
+
+
+def _version_of(run: Any, prompt_name: str, evalset: str | None, model: str | None
+                ) -> int | None:
+    """The version a finished run of ``prompt_name`` evaluated, if it passes the filters."""
+    t, p = run.data.tags, run.data.params
+    name, _, v = t.get(RUN_TAG, "").partition("~")[0].rpartition("@")
+    if run.info.status != "FINISHED" or name != prompt_name or not v.isdigit():
+        return None
+    if evalset and (t.get("promptgov.evalset") if "@" in evalset
+                    else p.get("evalset")) != evalset:
+        return None
+    if model and p.get("model") != model:
+        return None
+    return int(v)
+
+
+def _drifted(run: Any, entry: dict[str, Any] | None) -> bool:
+    """Marked drifted when logged, or its content hash is not the one locked since."""
+    t = run.data.tags
+    return ("~" in t.get(RUN_TAG, "") or t.get("promptgov.lock") == "drifted"
+            or bool(entry and run.data.params.get("content_hash")
+                    not in (None, entry["content_hash"])))
+
+
+def _search(c: Any, prompt_name: str) -> list[Any]:
     """Every run of ``prompt_name`` on a tracking server (newest first)."""
     exp = c.get_experiment_by_name(prompt_name)
     if exp is None:
         return []
-    out, token = [], None
+    out: list[Any] = []
+    token = None
     while True:
         page = c.search_runs([exp.experiment_id], f"tags.`{RUN_TAG}` LIKE '{prompt_name}@%'",
                              max_results=1000, order_by=["attributes.start_time DESC"],
@@ -194,7 +221,7 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
-def case_outcomes(c, run) -> dict[tuple[str, int], bool]:
+def case_outcomes(c: Any, run: Any) -> dict[tuple[str, int], bool]:
     """``(case_id, sample) → correct`` from a run's ``cases.json`` table (read from the file
     when the artifacts are local, else downloaded through ``c``, a client or a callable
     returning one); empty when the run has none (then nothing is paired: ``n_paired`` is 0 and
