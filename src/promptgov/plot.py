@@ -92,13 +92,7 @@ def reliability(result: Any, *, bins: int = 10, title: str | None = None) -> Fig
     """Reliability diagram: accuracy against mean confidence per confidence bin (the diagonal is
     perfect calibration), with the cases per bin underneath and the ECE in the title."""
     conf, ok = _scored(result)
-    edges = [i / bins for i in range(bins + 1)]
-    rows = []
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        idx = [i for i, c in enumerate(conf) if lo <= c < hi or (hi == 1.0 and c == 1.0)]
-        if idx:
-            rows.append((lo, hi, sum(conf[i] for i in idx) / len(idx),
-                         sum(ok[i] for i in idx) / len(idx), len(idx)))
+    rows = _calibration_bins(conf, ok, bins)
     ece = sum(n * abs(acc - mc) for _, _, mc, acc, n in rows) / max(len(conf), 1)
     fig = _figure(5.5, 5.5)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
@@ -115,39 +109,69 @@ def reliability(result: Any, *, bins: int = 10, title: str | None = None) -> Fig
     return fig
 
 
+def _calibration_bins(conf: list[float], ok: list[bool], bins: int
+                      ) -> list[tuple[float, float, float, float, int]]:
+    """``(lo, hi, mean confidence, accuracy, cases)`` of each non-empty bin of ``bins`` equal
+    confidence bins (the last one includes 1.0)."""
+    edges = [i / bins for i in range(bins + 1)]
+    rows = []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        idx = [i for i, c in enumerate(conf) if lo <= c < hi or (hi == 1.0 and c == 1.0)]
+        if idx:
+            rows.append((lo, hi, sum(conf[i] for i in idx) / len(idx),
+                         sum(ok[i] for i in idx) / len(idx), len(idx)))
+    return rows
+
+
 def confusion(result: Any, *, top: int = 12, title: str | None = None) -> Figure:
     """Confusion matrix of the ``top`` labels most involved in errors (expected × predicted)."""
     df = _cases(result)
     exp = [e.get("label") if isinstance(e, dict) else e for e in df["expected"]]
     pred = [p if isinstance(p, str) else "(failed)" for p in df["predicted"]]
-    errors = Counter()
-    for e, p in zip(exp, pred, strict=True):
-        if e != p:
-            errors[e] += 1
-            errors[p] += 1
-    labels = sorted(lbl for lbl, _ in errors.most_common(top))
-    if not labels:
-        labels = sorted(set(exp))[:top]
-    pos = {lbl: i for i, lbl in enumerate(labels)}
-    m = [[0] * len(labels) for _ in labels]
-    for e, p in zip(exp, pred, strict=True):
-        if e in pos and p in pos:
-            m[pos[e]][pos[p]] += 1
+    labels = _most_confused(exp, pred, top)
+    m = _confusion_matrix(exp, pred, labels)
     size = 2.5 + 0.45 * len(labels)
     fig = _figure(size + 1, size)
     ax = fig.add_subplot()
     im = ax.imshow(m, cmap="Blues")
-    for i, row in enumerate(m):
-        for j, v in enumerate(row):
-            if v:
-                ax.text(j, i, v, ha="center", va="center", fontsize=8,
-                        color="white" if v > max(map(max, m)) / 2 else "black")
+    _label_cells(ax, m)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set(xlabel="predicted", ylabel="expected",
            title=title or f"{_name(result)} · the {len(labels)} most confused labels")
     fig.colorbar(im, ax=ax, shrink=0.7)
     return fig
+
+
+def _most_confused(exp: list[Any], pred: list[str], top: int) -> list[Any]:
+    """The ``top`` labels in the most errors, as expected or as predicted, sorted; without
+    errors, the first ``top`` expected labels."""
+    errors: Counter[Any] = Counter()
+    for e, p in zip(exp, pred, strict=True):
+        if e != p:
+            errors[e] += 1
+            errors[p] += 1
+    labels = sorted(lbl for lbl, _ in errors.most_common(top))
+    return labels or sorted(set(exp))[:top]
+
+
+def _confusion_matrix(exp: list[Any], pred: list[str], labels: list[Any]) -> list[list[int]]:
+    """Cases per (expected, predicted) pair of ``labels``; other labels are left out."""
+    pos = {lbl: i for i, lbl in enumerate(labels)}
+    m = [[0] * len(labels) for _ in labels]
+    for e, p in zip(exp, pred, strict=True):
+        if e in pos and p in pos:
+            m[pos[e]][pos[p]] += 1
+    return m
+
+
+def _label_cells(ax: Any, m: list[list[int]]) -> None:
+    """Write each non-zero count in its cell, white on the darker half of the colour scale."""
+    for i, row in enumerate(m):
+        for j, v in enumerate(row):
+            if v:
+                ax.text(j, i, v, ha="center", va="center", fontsize=8,
+                        color="white" if v > max(map(max, m)) / 2 else "black")
 
 
 def automation(result: Any, *, thresholds: Any = None, auto: float | None = None,

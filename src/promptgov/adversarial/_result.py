@@ -40,18 +40,21 @@ def transform_rows(rows: list[dict[str, Any]], kinds: list[str]) -> list[dict[st
     for kind in ["(all)", *kinds]:
         sel = rows if kind == "(all)" else [r for r in rows if kind in r["transforms"]]
         alone = [r for r in rows if r["transforms"] == [kind]]
-        n = len(sel)
-        clean = sum(r["clean_correct"] for r in sel) / n if n else float("nan")
-        noisy = sum(r["noisy_correct"] for r in sel) / n if n else float("nan")
+        clean, noisy = _accuracy(sel, "clean_correct"), _accuracy(sel, "noisy_correct")
         out.append({
-            "transform": kind, "variants": n, "clean_accuracy": clean, "noisy_accuracy": noisy,
-            "delta": noisy - clean,
+            "transform": kind, "variants": len(sel), "clean_accuracy": clean,
+            "noisy_accuracy": noisy, "delta": noisy - clean,
             "flipped": sum(r["clean_correct"] and not r["noisy_correct"] for r in sel),
             "fixed": sum(r["noisy_correct"] and not r["clean_correct"] for r in sel),
             "alone": len(alone),
             "delta_alone": (sum(r["noisy_correct"] - r["clean_correct"] for r in alone)
                             / len(alone)) if alone else float("nan")})
     return out
+
+
+def _accuracy(rows: list[dict[str, Any]], correct: str) -> float:
+    """The share of ``rows`` whose ``correct`` column is true (NaN for none)."""
+    return sum(r[correct] for r in rows) / len(rows) if rows else float("nan")
 
 
 def metric_rows(clean_m: dict[str, float], noisy_m: dict[str, float]) -> list[dict[str, Any]]:

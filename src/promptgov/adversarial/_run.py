@@ -94,26 +94,13 @@ def adversarial(prompt: Any, evalset: Any = None, *, model: Any = None, workspac
     by_id = {r["case_id"]: r for r in clean.records}
     twins = [by_id[r["meta"]["source"]] for r in noisy.records]  # clean, weighted like noisy
     clean_m = run_metrics(pv.kind, twins, policy.routing)
-    mets: dict[str, float] = {}
     table = metric_rows(clean_m, noisy.metrics)
-    for row in table:
-        for part in ("clean", "noisy", "delta"):
-            mets[f"{part}.{row['metric']}"] = row[part]
-    for row in transform_rows(rows, list(reg))[1:]:
-        t = row["transform"]
-        mets.update({f"delta.accuracy.{t}": row["delta"],
-                     f"delta_alone.accuracy.{t}": row["delta_alone"],
-                     f"clean.accuracy.{t}": row["clean_accuracy"],
-                     f"noisy.accuracy.{t}": row["noisy_accuracy"],
-                     f"variants.{t}": float(row["variants"]),
-                     f"flipped.{t}": float(row["flipped"])})
+    mets = {**_metric_values(table), **_transform_metrics(transform_rows(rows, list(reg)))}
 
     failures = None
     if minimal > 0:
         say(f"searching minimal failing inputs in up to {minimal} cases")
-        fragile = list(dict.fromkeys(r["source"] for r in rows
-                                     if r["clean_correct"] and not r["noisy_correct"]))
-        failures = minimal_failing(pv, es, model=m, workspace=ws, cases=fragile or None,
+        failures = minimal_failing(pv, es, model=m, workspace=ws, cases=_fragile(rows) or None,
                                    max_cases=minimal, seed=seed, kinds=kinds, decoys=decoys,
                                    transforms=transforms, cache=cache)
         mets["minimal_failures"] = float(len(failures))
@@ -135,6 +122,32 @@ def adversarial(prompt: Any, evalset: Any = None, *, model: Any = None, workspac
                   **git_info(ws.root)}
         result.run_id = log_adversarial(ws.root, result, pv, params)
     return result
+
+
+def _metric_values(table: list[dict[str, Any]]) -> dict[str, float]:
+    """``clean.<metric>``, ``noisy.<metric>`` and ``delta.<metric>`` of every metric row."""
+    return {f"{part}.{row['metric']}": row[part] for row in table
+            for part in ("clean", "noisy", "delta")}
+
+
+def _transform_metrics(by_transform: list[dict[str, Any]]) -> dict[str, float]:
+    """The metrics of each transformation's row (the ``(all)`` row, first, is the headline's)."""
+    mets: dict[str, float] = {}
+    for row in by_transform[1:]:
+        t = row["transform"]
+        mets.update({f"delta.accuracy.{t}": row["delta"],
+                     f"delta_alone.accuracy.{t}": row["delta_alone"],
+                     f"clean.accuracy.{t}": row["clean_accuracy"],
+                     f"noisy.accuracy.{t}": row["noisy_accuracy"],
+                     f"variants.{t}": float(row["variants"]),
+                     f"flipped.{t}": float(row["flipped"])})
+    return mets
+
+
+def _fragile(rows: list[dict[str, Any]]) -> list[str]:
+    """The source cases some variant flipped from right to wrong, once each, in order."""
+    return list(dict.fromkeys(r["source"] for r in rows
+                              if r["clean_correct"] and not r["noisy_correct"]))
 
 
 HEADLINE = ("clean.accuracy", "noisy.accuracy", "delta.accuracy", "clean.failure_rate",

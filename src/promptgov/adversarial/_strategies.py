@@ -22,7 +22,7 @@ Example (a test a prompt engineer might write)::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,30 +163,56 @@ def schema_values(schema: dict[str, Any], _node: dict[str, Any] | None = None,
     t = node.get("type") or ("object" if "properties" in node else "string")
     if isinstance(t, list):
         return st.one_of([schema_values(schema, {**node, "type": x}, _depth + 1) for x in t])
-    if t == "object":
-        return st.fixed_dictionaries({k: schema_values(schema, sub, _depth + 1)
-                                      for k, sub in node.get("properties", {}).items()})
-    if t == "array":
-        return st.lists(schema_values(schema, node.get("items", {}), _depth + 1),
-                        min_size=node.get("minItems", 0), max_size=node.get("maxItems", 5),
-                        unique_by=(lambda v: json.dumps(v, sort_keys=True))
-                        if node.get("uniqueItems") else None)
-    if t == "string":
-        if "pattern" in node:
-            return st.from_regex(node["pattern"], fullmatch=True)
-        return st.text(min_size=node.get("minLength", 0), max_size=node.get("maxLength", 40))
-    if t == "integer":
-        lo = node.get("minimum", node.get("exclusiveMinimum", -(2**63) - 1) + 1)
-        hi = node.get("maximum", node.get("exclusiveMaximum", 2**63) - 1)
-        return st.integers(lo, hi)
-    if t == "number":
-        return st.floats(node.get("minimum", node.get("exclusiveMinimum")),
-                         node.get("maximum", node.get("exclusiveMaximum")), allow_nan=False,
-                         allow_infinity=False, exclude_min="exclusiveMinimum" in node,
-                         exclude_max="exclusiveMaximum" in node)
-    if t == "boolean":
-        return st.booleans()
-    return st.none()
+    of_type = _VALUES_OF_TYPE.get(t) if isinstance(t, str) else None
+    return of_type(schema, node, _depth) if of_type is not None else st.none()
+
+
+def _objects(schema: dict[str, Any], node: dict[str, Any], depth: int
+             ) -> st.SearchStrategy[Any]:
+    return st.fixed_dictionaries({k: schema_values(schema, sub, depth + 1)
+                                  for k, sub in node.get("properties", {}).items()})
+
+
+def _arrays(schema: dict[str, Any], node: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
+    return st.lists(schema_values(schema, node.get("items", {}), depth + 1),
+                    min_size=node.get("minItems", 0), max_size=node.get("maxItems", 5),
+                    unique_by=_json_key if node.get("uniqueItems") else None)
+
+
+def _json_key(v: Any) -> str:
+    return json.dumps(v, sort_keys=True)
+
+
+def _strings(schema: dict[str, Any], node: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
+    if "pattern" in node:
+        return st.from_regex(node["pattern"], fullmatch=True)
+    return st.text(min_size=node.get("minLength", 0), max_size=node.get("maxLength", 40))
+
+
+def _integers(schema: dict[str, Any], node: dict[str, Any], depth: int
+              ) -> st.SearchStrategy[Any]:
+    lo = node.get("minimum", node.get("exclusiveMinimum", -(2**63) - 1) + 1)
+    hi = node.get("maximum", node.get("exclusiveMaximum", 2**63) - 1)
+    return st.integers(lo, hi)
+
+
+def _numbers(schema: dict[str, Any], node: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
+    return st.floats(node.get("minimum", node.get("exclusiveMinimum")),
+                     node.get("maximum", node.get("exclusiveMaximum")), allow_nan=False,
+                     allow_infinity=False, exclude_min="exclusiveMinimum" in node,
+                     exclude_max="exclusiveMaximum" in node)
+
+
+def _booleans(schema: dict[str, Any], node: dict[str, Any], depth: int
+              ) -> st.SearchStrategy[Any]:
+    return st.booleans()
+
+
+_VALUES_OF_TYPE: dict[str, Callable[[dict[str, Any], dict[str, Any], int],
+                                    st.SearchStrategy[Any]]] = {
+    "object": _objects, "array": _arrays, "string": _strings, "integer": _integers,
+    "number": _numbers, "boolean": _booleans}
+"""The strategy for each JSON Schema ``type`` (any other, ``null`` included, is None)."""
 
 
 def model_outputs(schema: dict[str, Any], values: st.SearchStrategy[Any] | None = None, *,

@@ -87,22 +87,42 @@ def ocr_typos(text: str, rng: random.Random, ctx: NoiseContext) -> str:
         if not letters:
             return text
         i = letters[rng.randrange(len(letters))]
-        op, ch, two = rng.randrange(5), text[i], text[i:i + 2]
-        if op == 0 and two in ph.OCR_PAIRS and all(free[i:i + 2]):
-            text = text[:i] + ph.OCR_PAIRS[two] + text[i + 2:]
-        elif op == 0 and ch in ph.OCR_CHARS:
-            text = text[:i] + ph.OCR_CHARS[ch] + text[i + 1:]
-        elif op <= 1 and ch.lower() in ph.KEY_NEIGHBOURS:
-            near = ph.KEY_NEIGHBOURS[ch.lower()]
-            sub = near[rng.randrange(len(near))]
-            text = text[:i] + (sub.upper() if ch.isupper() else sub) + text[i + 1:]
-        elif op == 2 and i + 1 < len(text) and free[i + 1] and text[i + 1].isalpha():
-            text = text[:i] + text[i + 1] + ch + text[i + 2:]
-        elif op == 3 and i + 1 < len(text) and text[i + 1].isalpha():
-            text = text[:i] + text[i + 1:]
-        else:
-            text = text[:i] + ch + ch + text[i + 1:]
+        text = _typo(text, i, rng.randrange(5), free, rng)
     return text
+
+
+def _typo(text: str, i: int, op: int, free: list[bool], rng: random.Random) -> str:
+    """Edit ``op`` at letter ``i``: 0 an OCR confusion, 0-1 a neighbouring key, 2 a swap with
+    the next letter, 3 the letter dropped; an edit that does not apply here falls through to
+    the next, down to doubling the letter, which always does."""
+    ch = text[i]
+    if op == 0:
+        confused = _ocr_confusion(text, i, free)
+        if confused is not None:
+            return confused
+    if op <= 1 and ch.lower() in ph.KEY_NEIGHBOURS:
+        near = ph.KEY_NEIGHBOURS[ch.lower()]
+        sub = near[rng.randrange(len(near))]
+        return text[:i] + (sub.upper() if ch.isupper() else sub) + text[i + 1:]
+    if op == 2 and _letter_after(text, i) and free[i + 1]:
+        return text[:i] + text[i + 1] + ch + text[i + 2:]
+    if op == 3 and _letter_after(text, i):
+        return text[:i] + text[i + 1:]
+    return text[:i] + ch + ch + text[i + 1:]
+
+
+def _ocr_confusion(text: str, i: int, free: list[bool]) -> str | None:
+    """``text`` with the pair (``rn``) or else the letter at ``i`` misread, if OCR confuses it."""
+    two = text[i:i + 2]
+    if two in ph.OCR_PAIRS and all(free[i:i + 2]):
+        return text[:i] + ph.OCR_PAIRS[two] + text[i + 2:]
+    if text[i] in ph.OCR_CHARS:
+        return text[:i] + ph.OCR_CHARS[text[i]] + text[i + 1:]
+    return None
+
+
+def _letter_after(text: str, i: int) -> bool:
+    return i + 1 < len(text) and text[i + 1].isalpha()
 
 
 def case_whitespace(text: str, rng: random.Random, ctx: NoiseContext) -> str:

@@ -164,25 +164,7 @@ def _check_imports(rel: str, source: bytes) -> None:
 
 def _view(ws, release, pkg, dist, version, prompts, schemas, routing, retry) -> dict[str, Any]:
     """What the generated ``__init__.py``, ``schemas/__init__.py`` and README show."""
-    views = []
-    for ref, p in prompts.items():
-        pv = ws.prompt(ref)
-        attrs = template_attributes(pv.user)
-        # `today` last and optional: the runtime fills it with the date of the call
-        attrs = dict(sorted(attrs.items(), key=lambda va: va[0] == "today"))
-        params = ", ".join("today: str | None = None" if v == "today" and not a else
-                           f"{v}: Mapping[str, Any]" if a else f"{v}: str"
-                           for v, a in attrs.items())
-        example = ", ".join(
-            "{" + ", ".join([*(f'"{x}": ...' for x in a[:2]), *(["..."] if a[2:] else [])])
-            + "}" if a else _example(pv, v) for v, a in attrs.items() if v != "today" or a)
-        cls = schemas[p["schema"]]["class"] if p["schema"] else None
-        views.append({**p, "ref": ref, "signature": params, "example": example,
-                      "inputs": "{" + ", ".join(
-                          '**({"today": today} if today else {})' if v == "today" and not a
-                          else f'"{v}": {v}' for v, a in attrs.items()) + "}",
-                      "schema_class": cls, "approved_by": p["approval"]["approved_by"],
-                      "run_id": p["approval"]["run_id"]})
+    views = [_prompt_view(ws.prompt(ref), ref, p, schemas) for ref, p in prompts.items()]
     models = sorted({p["model"] for p in prompts.values()})
     api = ["ConfigurationError", "Decision", "DraftRejected", "Error", "IntegrityError",
            "InvalidOutput", "MANIFEST", "ModelError", "RELEASE", "RETRY", "ROUTING",
@@ -194,6 +176,46 @@ def _view(ws, release, pkg, dist, version, prompts, schemas, routing, retry) -> 
             "schemas": [{"id": sid, "module": s["module"][8:-3], "cls": s["class"],
                          "hash": s["hash"]} for sid, s in schemas.items()],
             "routing": routing, "retry": retry, "all_names": sorted(api)}
+
+
+def _prompt_view(pv, ref, p, schemas) -> dict[str, Any]:
+    """One prompt's function in the generated code and README: its signature, an example
+    call, and the inputs dict it passes to the runtime."""
+    attrs = template_attributes(pv.user)
+    # `today` last and optional: the runtime fills it with the date of the call
+    attrs = dict(sorted(attrs.items(), key=lambda va: va[0] == "today"))
+    cls = schemas[p["schema"]]["class"] if p["schema"] else None
+    return {**p, "ref": ref, "signature": ", ".join(_param(v, a) for v, a in attrs.items()),
+            "example": ", ".join(_example_arg(pv, v, a) for v, a in attrs.items()
+                                 if not _optional_today(v, a)),
+            "inputs": "{" + ", ".join(_input_item(v, a) for v, a in attrs.items()) + "}",
+            "schema_class": cls, "approved_by": p["approval"]["approved_by"],
+            "run_id": p["approval"]["run_id"]}
+
+
+def _optional_today(var: str, attrs: list[str]) -> bool:
+    """``today`` read as a plain value is the date of the call, which the runtime fills in
+    when it is not given (``today.x`` is an ordinary input)."""
+    return var == "today" and not attrs
+
+
+def _param(var: str, attrs: list[str]) -> str:
+    if _optional_today(var, attrs):
+        return "today: str | None = None"
+    return f"{var}: Mapping[str, Any]" if attrs else f"{var}: str"
+
+
+def _example_arg(pv, var: str, attrs: list[str]) -> str:
+    if not attrs:
+        return _example(pv, var)
+    shown = [f'"{x}": ...' for x in attrs[:2]] + (["..."] if attrs[2:] else [])
+    return "{" + ", ".join(shown) + "}"
+
+
+def _input_item(var: str, attrs: list[str]) -> str:
+    if _optional_today(var, attrs):
+        return '**({"today": today} if today else {})'
+    return f'"{var}": {var}'
 
 
 def _example(pv, var: str) -> str:

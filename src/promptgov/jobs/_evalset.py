@@ -13,10 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import WorkspaceError
 from promptgov.hashing import canonical_json
+
+if TYPE_CHECKING:
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Case, Evalset, Manifest
 
 
 def read_traces(store: str, *, queue: str | None = None) -> list[dict[str, Any]]:
@@ -31,11 +35,13 @@ def read_traces(store: str, *, queue: str | None = None) -> list[dict[str, Any]]
                                  "name one with --queue (the package name, by default)")
         from promptgov.export._runtime._jobs_bullmq import BullMQBackend
 
-        b = BullMQBackend(None, store, queue, JobOptions())  # type: ignore[arg-type]
+        # No package: reading traces never calls a model (only _trace looks at the bundle,
+        # and reads it only when it is there).
+        bq = BullMQBackend(None, store, queue, JobOptions())  # type: ignore[arg-type]
         try:
-            return b.traces()
+            return bq.traces()
         finally:
-            b.close()
+            bq.close()
     path = Path(store.removeprefix("sqlite:///"))
     if not path.is_file():
         raise WorkspaceError(path, "no such job store", "pass the job file a worker wrote "
@@ -52,16 +58,17 @@ def read_traces(store: str, *, queue: str | None = None) -> list[dict[str, Any]]
 
     if path.read_bytes()[:16] != b"SQLite format 3\x00":
         raise WorkspaceError(path, "not a SQLite job store", "pass the file a worker wrote")
-    b = SQLiteBackend(None, str(path), JobOptions())  # type: ignore[arg-type]
+    # No package, as above: reading traces never touches it.
+    db = SQLiteBackend(None, str(path), JobOptions())  # type: ignore[arg-type]
     try:
-        return b.traces()
+        return db.traces()
     finally:
-        b.close()
+        db.close()
 
 
-def evalset_from_jobs(ws: Any, traces: list[dict[str, Any]], *, prompt: str | None = None,
-                      name: str | None = None, source: str = "a job store"
-                      ) -> tuple[Any, dict[str, int]]:
+def evalset_from_jobs(ws: Workspace, traces: list[dict[str, Any]], *,
+                      prompt: str | None = None, name: str | None = None,
+                      source: str = "a job store") -> tuple[Evalset, dict[str, int]]:
     """Write the dead letters and review-band (``queue_for_human``) jobs of ``traces`` for
     prompt version ``prompt`` as evalset ``name`` (default ``<prompt name>-prod``).
 
@@ -72,8 +79,32 @@ def evalset_from_jobs(ws: Any, traces: list[dict[str, Any]], *, prompt: str | No
     Example:
         >>> es, n = evalset_from_jobs(ws, read_traces("jobs.db"))   # doctest: +SKIP
     """
-    from promptgov.workspace._evalset import Case, Evalset, Manifest, write_evalset
+    from promptgov.workspace._evalset import Evalset, write_evalset
 
+    prompt, picked = _picked(traces, prompt, source)
+    base = prompt.rpartition("@")[0] or prompt
+    name = name or f"{base}-prod"
+    d = ws.root / "evalsets" / name
+    old = Evalset.from_dir(d) if (d / "manifest.yaml").exists() else None
+    cases = {c.id: c for c in (old.cases if old else ())}
+    counts = {"dead_letter": 0, "review": 0, "kept": len(cases)}
+    for t in picked:
+        cid = "job-" + hashlib.sha256(canonical_json(t["input"]).encode()).hexdigest()[:12]
+        if cid in cases:  # the same input again (under another key): one case
+            continue
+        cases[cid] = _case(cid, t, prompt)
+        counts[_reason(t)] += 1
+    counts["cases"] = len(cases)
+    if old is not None and counts["cases"] == counts["kept"]:
+        return old, counts
+    manifest = _manifest(name, _next_version(ws.root, name, old), len(cases), prompt, source)
+    return write_evalset(d, manifest, list(cases.values())), counts
+
+
+def _picked(traces: list[dict[str, Any]], prompt: str | None, source: str
+            ) -> tuple[str, list[dict[str, Any]]]:
+    """The prompt version to collect (``prompt``, or the only one that failed) and its dead
+    letters and review-band jobs; refused if that is ambiguous or there are none."""
     picked = [t for t in traces if t.get("state") == "dead"
               or t.get("route") == "queue_for_human"]
     prompts = sorted({t.get("prompt") or "?" for t in picked})
@@ -86,40 +117,40 @@ def evalset_from_jobs(ws: Any, traces: list[dict[str, Any]], *, prompt: str | No
         raise WorkspaceError(source, "holds no dead letter and no review-band job"
                              + (f" of {prompt}" if prompt else ""),
                              "nothing to label yet; run it again once workers have run jobs")
-    base = prompt.rpartition("@")[0] or prompt
-    name = name or f"{base}-prod"
-    d = ws.root / "evalsets" / name
-    old = Evalset.from_dir(d) if (d / "manifest.yaml").exists() else None
-    cases = {c.id: c for c in (old.cases if old else ())}
-    counts = {"dead_letter": 0, "review": 0, "kept": len(cases)}
-    for t in picked:
-        cid = "job-" + hashlib.sha256(canonical_json(t["input"]).encode()).hexdigest()[:12]
-        if cid in cases:
-            continue
-        reason = "dead_letter" if t.get("state") == "dead" else "review"
-        meta = {"reason": reason, "job_id": t["id"], "prompt": prompt,
-                "prompt_hash": t.get("prompt_hash")}
-        if reason == "dead_letter":
-            meta.update(error_kind=t.get("error_kind"), error=(t.get("error") or "")[:500])
-        else:
-            meta["model_answer"] = t.get("result")
-        cases[cid] = Case(id=cid, input=t["input"], expected=None, meta=meta)
-        counts[reason] += 1
-    counts["cases"] = len(cases)
-    if old is not None and counts["cases"] == counts["kept"]:
-        return old, counts
-    version = _next_version(ws.root, name, old)
-    manifest = Manifest(
-        name=name, version=version, split="test", count=len(cases),
+    return prompt, picked
+
+
+def _reason(t: dict[str, Any]) -> str:
+    return "dead_letter" if t.get("state") == "dead" else "review"
+
+
+def _case(cid: str, t: dict[str, Any], prompt: str) -> Case:
+    """The unlabelled case of job trace ``t``; ``meta`` says why it was picked."""
+    from promptgov.workspace._evalset import Case
+
+    reason = _reason(t)
+    meta = {"reason": reason, "job_id": t["id"], "prompt": prompt,
+            "prompt_hash": t.get("prompt_hash")}
+    if reason == "dead_letter":
+        meta.update(error_kind=t.get("error_kind"), error=(t.get("error") or "")[:500])
+    else:
+        meta["model_answer"] = t.get("result")
+    return Case(id=cid, input=t["input"], expected=None, meta=meta)
+
+
+def _manifest(name: str, version: int, count: int, prompt: str, source: str) -> Manifest:
+    from promptgov.workspace._evalset import Manifest
+
+    return Manifest(
+        name=name, version=version, split="test", count=count,
         description=(f"Production inputs of {prompt} to label: its dead letters and the jobs "
                      "routed to human review (`expected` is empty until a person fills it)."),
         source=f"Job traces of {prompt} from {source}, collected by `promptgov evalset "
                "from-jobs`.",
         license="proprietary (production data)")
-    return write_evalset(d, manifest, list(cases.values())), counts
 
 
-def _next_version(root: Path, name: str, old: Any) -> int:
+def _next_version(root: Path, name: str, old: Evalset | None) -> int:
     from promptgov.workspace._lock import read_lock
 
     locked = [int(r.rpartition("@")[2]) for r in read_lock(root)["evalsets"]

@@ -115,41 +115,28 @@ class BullMQBackend:
             return None
         state = state or _STATES.get(await q.getJobState(job_id), "waiting")
         logs = (await q.getJobLogs(job_id)).get("logs", [])
-        attempts: dict[int, dict[str, Any]] = {}
-        for line in logs:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a log line of someone else's
-            if isinstance(rec, dict) and isinstance(rec.get("n"), int):
-                attempts[rec["n"]] = rec
-        started = int(getattr(job, "attemptsStarted", 0) or 0)
-        for n in range(1, started + 1):  # started, never ended, yet not running now: lost
-            if n not in attempts and not (state == "active" and n == started):
-                attempts[n] = {"n": n, "worker": None, "started": None, "ended": None,
-                               "outcome": "lost", "error_kind": "stalled",
-                               "error": "the worker stopped renewing its lock (killed?)"}
-        atts = [attempts[n] for n in sorted(attempts)]
-        for a in atts[:-1]:  # answered, yet taken again: the worker died before completing it
-            if a["outcome"] == "ok":
-                a.update(outcome="lost", error_kind="stalled",
-                         error="the worker died after the answer, before recording it")
+        atts = _attempts(logs, int(getattr(job, "attemptsStarted", 0) or 0), state)
         data = job.data if isinstance(job.data, dict) else {}
         result = job.returnvalue if state == "completed" else None
-        kind, _, err = (job.failedReason or "").partition(": ")
-        fns = functions(self.bundle) if self.bundle is not None else {}
-        ref = data.get("prompt") or fns.get(job.name)  # a Node producer names the function only
-        h = data.get("prompt_hash") or (self.bundle.manifest["prompts"][ref]["content_hash"]
-                                        if ref in fns.values() else None)
+        error_kind, error = _failure(job.failedReason)
+        ref, h = self._prompt_of(job.name, data)
         return summarise({
             "id": job.id, "function": job.name, "prompt": ref, "prompt_hash": h,
             "key": data.get("key"),
             "input": data.get("input"), "state": state, "result": result,
             "route": result.get("action") if isinstance(result, dict) else None,
-            "error_kind": (kind or None) if err else ("error" if kind else None),
-            "error": err or kind or None, "created": job.timestamp / 1000,
+            "error_kind": error_kind, "error": error, "created": job.timestamp / 1000,
             "finished": job.finishedOn / 1000 if getattr(job, "finishedOn", None) else None,
             "attempts": atts})
+
+    def _prompt_of(self, function: str, data: dict[str, Any]) -> tuple[Any, Any]:
+        """The prompt version a job calls and its hash: from the job's data, or, for a job a
+        Node producer added (it names the function only), from the package's manifest."""
+        fns = functions(self.bundle) if self.bundle is not None else {}
+        ref = data.get("prompt") or fns.get(function)
+        h = data.get("prompt_hash") or (self.bundle.manifest["prompts"][ref]["content_hash"]
+                                        if ref in fns.values() else None)
+        return ref, h
 
     def traces(self, states: list[str] | None = None, ids: list[str] | None = None
                ) -> list[dict[str, Any]]:
@@ -255,6 +242,45 @@ class BullMQBackend:
             await counter.close()
             pool.shutdown(wait=True)
         return done[0]
+
+
+def _attempts(logs: list[Any], started: int, state: str) -> list[dict[str, Any]]:
+    """The attempts of a job's trace, in order: the records its log holds, and a ``lost`` one
+    for each attempt BullMQ started (``started`` of them) that left none."""
+    attempts = _logged_attempts(logs)
+    for n in range(1, started + 1):  # started, never ended, yet not running now: lost
+        if n not in attempts and not (state == "active" and n == started):
+            attempts[n] = {"n": n, "worker": None, "started": None, "ended": None,
+                           "outcome": "lost", "error_kind": "stalled",
+                           "error": "the worker stopped renewing its lock (killed?)"}
+    atts = [attempts[n] for n in sorted(attempts)]
+    for a in atts[:-1]:  # answered, yet taken again: the worker died before completing it
+        if a["outcome"] == "ok":
+            a.update(outcome="lost", error_kind="stalled",
+                     error="the worker died after the answer, before recording it")
+    return atts
+
+
+def _logged_attempts(logs: list[Any]) -> dict[int, dict[str, Any]]:
+    """Attempt number → the record a worker logged when that attempt ended."""
+    attempts: dict[int, dict[str, Any]] = {}
+    for line in logs:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a log line of someone else's
+        if isinstance(rec, dict) and isinstance(rec.get("n"), int):
+            attempts[rec["n"]] = rec
+    return attempts
+
+
+def _failure(reason: str | None) -> tuple[str | None, str | None]:
+    """``(error_kind, error)`` of a job's ``failedReason``: our workers write ``kind: message``;
+    a reason without that shape (a Node worker's) is an ``error`` with that message."""
+    kind, _, err = (reason or "").partition(": ")
+    if err:
+        return kind or None, err
+    return ("error" if kind else None), (kind or None)
 
 
 async def _open_jobs(q: Any) -> int:

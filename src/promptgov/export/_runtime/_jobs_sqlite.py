@@ -101,31 +101,12 @@ class SQLiteBackend:
 
     def traces(self, states: list[str] | None = None, ids: list[str] | None = None
                ) -> list[dict[str, Any]]:
-        db, where, args = self._db(), [], []
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args += states
-        if ids:
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            args += ids
-        sql = f"SELECT {','.join(_JOB)} FROM jobs" + (" WHERE " + " AND ".join(where)
-                                                     if where else "") + " ORDER BY created, id"
-        jobs = [dict(zip(_JOB, r, strict=True)) for r in db.execute(sql, args)]
-        by_id = {j["id"]: j for j in jobs}
-        for j in jobs:
-            j["input"] = json.loads(j["input"])
-            j["result"] = None if j["result"] is None else json.loads(j["result"])
-            if j["state"] == "waiting" and j["run_at"] > time.time():
-                j["state"] = "delayed"
-            del j["run_at"], j["tries"]
-            j["attempts"] = []
+        db = self._db()
+        where, args = _where(states, ids)
+        sql = f"SELECT {','.join(_JOB)} FROM jobs{where} ORDER BY created, id"
+        jobs = [_decoded(dict(zip(_JOB, r, strict=True))) for r in db.execute(sql, args)]
         if jobs:
-            sql = (f"SELECT job_id,{','.join(_ATT)} FROM attempts"
-                   + (f" WHERE job_id IN ({','.join('?' * len(by_id))})" if len(by_id) < 500
-                      else "") + " ORDER BY job_id, n")
-            for r in db.execute(sql, list(by_id) if len(by_id) < 500 else []):
-                if r[0] in by_id:
-                    by_id[r[0]]["attempts"].append(dict(zip(_ATT, r[1:], strict=True)))
+            _add_attempts(db, {j["id"]: j for j in jobs})
         return [summarise(j) for j in jobs]
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
@@ -277,6 +258,43 @@ class SQLiteBackend:
                 with self._tx() as db:
                     db.executemany("UPDATE jobs SET run_at=? WHERE id=? AND lease=?",
                                    [(deadline, i, t) for i, t in leases])
+
+
+def _where(states: list[str] | None, ids: list[str] | None) -> tuple[str, list[str]]:
+    """The ``WHERE`` clause (or nothing) selecting jobs in ``states`` with ``ids``, and its
+    arguments."""
+    where: list[str] = []
+    args: list[str] = []
+    if states:
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        args += states
+    if ids:
+        where.append(f"id IN ({','.join('?' * len(ids))})")
+        args += ids
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+def _decoded(j: dict[str, Any]) -> dict[str, Any]:
+    """A job row as its trace shows it: JSON decoded, a waiting job not yet due ``delayed``,
+    the columns only the backend needs dropped, no attempts yet."""
+    j["input"] = json.loads(j["input"])
+    j["result"] = None if j["result"] is None else json.loads(j["result"])
+    if j["state"] == "waiting" and j["run_at"] > time.time():
+        j["state"] = "delayed"
+    del j["run_at"], j["tries"]
+    j["attempts"] = []
+    return j
+
+
+def _add_attempts(db: sqlite3.Connection, by_id: dict[str, dict[str, Any]]) -> None:
+    """Append each job's attempts, in order, to ``by_id[job id]["attempts"]``."""
+    few = len(by_id) < 500  # more ids than that: read every attempt rather than bind them all
+    sql = (f"SELECT job_id,{','.join(_ATT)} FROM attempts"
+           + (f" WHERE job_id IN ({','.join('?' * len(by_id))})" if few else "")
+           + " ORDER BY job_id, n")
+    for r in db.execute(sql, list(by_id) if few else []):
+        if r[0] in by_id:
+            by_id[r[0]]["attempts"].append(dict(zip(_ATT, r[1:], strict=True)))
 
 
 class _Tx:
