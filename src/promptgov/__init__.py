@@ -22,6 +22,7 @@ _LAZY = {
     "EvalResult": "promptgov.eval",
     "compare": "promptgov.eval._compare",
     "optimize": "promptgov.optimize",
+    "loop": "promptgov._loop",
     "check": "promptgov.governance",
     "lock": "promptgov.governance",
     "get_model": "promptgov.model._registry",

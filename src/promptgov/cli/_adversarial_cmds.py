@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ from promptgov.cli._eval_cmds import (
     _num,
     _quiet_mlflow,
 )
+
+if TYPE_CHECKING:
+    from promptgov.adversarial._result import AdversarialResult
+    from promptgov.workspace import Workspace
 
 _MAIN = ("accuracy", "macro_f1", "object_match", "failure_rate", "automation_rate",
          "auto_precision", "fallback_rate", "ece", "prompt_tokens")
@@ -75,7 +79,7 @@ def adversarial_cmd(
     _print(r, w)
 
 
-def _print(r, w) -> None:
+def _print(r: AdversarialResult, w: Workspace) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -105,13 +109,7 @@ def _print(r, w) -> None:
                   str(row["alone"]), _signed(row["delta_alone"]))
     con.print(t)
     if r.minimal_failures is not None:
-        print(f"minimal failing inputs ({len(r.minimal_failures)}):")
-        for f in r.minimal_failures.to_dict("records"):
-            exp, clean, noisy = _changed(f["expected"], f["clean_answer"], f["noisy_answer"])
-            print(f"- {f['case_id']} [{', '.join(f['transforms'])}] expected {_short(exp)}, "
-                  f"clean → {_short(clean)}, noisy → {_short(noisy)}"
-                  + (f" ({f['failure']})" if f["failure"] else ""))
-            print(f"    clean: {f['clean_text']!r}\n    noisy: {f['noisy_text']!r}")
+        _print_minimal(r.minimal_failures)
     from promptgov.workspace._lock import read_lock
 
     if r.locked:
@@ -122,12 +120,23 @@ def _print(r, w) -> None:
     print(f"MLflow run: {r.run_id}" if r.run_id else "not logged to MLflow (--no-track)")
 
 
-def _signed(v) -> str:
+def _print_minimal(fails: Any) -> None:
+    """The shrunk answer-flipping inputs (a DataFrame), each with what it changed."""
+    print(f"minimal failing inputs ({len(fails)}):")
+    for f in fails.to_dict("records"):
+        exp, clean, noisy = _changed(f["expected"], f["clean_answer"], f["noisy_answer"])
+        print(f"- {f['case_id']} [{', '.join(f['transforms'])}] expected {_short(exp)}, "
+              f"clean → {_short(clean)}, noisy → {_short(noisy)}"
+              + (f" ({f['failure']})" if f["failure"] else ""))
+        print(f"    clean: {f['clean_text']!r}\n    noisy: {f['noisy_text']!r}")
+
+
+def _signed(v: Any) -> str:
     v = _num(v)
     return "—" if v is None else f"{v:+.3f}"
 
 
-def _changed(expected, clean, noisy):
+def _changed(expected: Any, clean: Any, noisy: Any) -> tuple[Any, ...]:
     """For object answers, only the fields the noise changed."""
     if not all(isinstance(x, dict) for x in (expected, clean, noisy)):
         return expected, clean, noisy
@@ -135,7 +144,7 @@ def _changed(expected, clean, noisy):
     return tuple({k: x.get(k) for k in keys} for x in (expected, clean, noisy))
 
 
-def _short(v) -> str:
+def _short(v: Any) -> str:
     if isinstance(v, dict) and len(v) == 1:
         v = next(iter(v.values()))
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)

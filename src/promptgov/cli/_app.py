@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from promptgov.workspace import Workspace
 
 app = typer.Typer(
     name="promptgov", no_args_is_help=True, add_completion=False,
@@ -20,7 +23,7 @@ WorkspaceOpt = Annotated[
 ]
 
 
-def workspace(path: Path | None):
+def workspace(path: Path | None) -> Workspace:
     from promptgov.workspace import Workspace
 
     return Workspace(path) if path else Workspace.find()

@@ -10,13 +10,30 @@ import math
 import os
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from promptgov._loop import LoopHooks
 from promptgov.cli._app import WorkspaceOpt, app, workspace
 from promptgov.errors import PromptgovError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
+
+    from promptgov._loop import LoopRun
+    from promptgov.eval._engine import Progress
+    from promptgov.eval._result import EvalResult
+    from promptgov.governance._check import CheckResult
+    from promptgov.governance._problem import Problem
+    from promptgov.model._base import Model
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Evalset
+    from promptgov.workspace._prompt import PromptVersion
 
 EvalsetOpt = Annotated[str | None, typer.Option(
     "--evalset", "-e", help="Evalset name (default: the one the prompt names).")]
@@ -30,10 +47,6 @@ ApiBaseOpt = Annotated[str | None, typer.Option(
     help="Base URL of an OpenAI-compatible server for a provider model "
     "(e.g. http://localhost:11434 for ollama_chat/...).")]
 
-# Run params that, with the same answers, make two runs the same run (``loop`` logs it once).
-_SAME_RUN = ("content_hash", "render_fingerprint", "schema_hash", "evalset_hash", "model",
-             "temperature", "max_tokens", "samples", "routing_auto", "routing_review")
-
 
 def _quiet_mlflow() -> None:
     """A command's output is its own: no MLflow INFO lines (``Creating initial MLflow database
@@ -42,11 +55,12 @@ def _quiet_mlflow() -> None:
 
 
 @contextmanager
-def _errors(*also: type[Exception]):
+def _errors(*also: type[Exception]) -> Iterator[None]:
     """Library errors (and ``also``, e.g. ValueError from a bad argument) → ``error: ...``."""
+    caught: tuple[type[Exception], ...] = (PromptgovError, *also)
     try:
         yield
-    except (PromptgovError, *also) as e:
+    except caught as e:
         for line in str(e).splitlines() or [type(e).__name__]:
             print(f"error: {line}", file=sys.stderr)
         raise typer.Exit(1) from None
@@ -90,9 +104,10 @@ def eval_cmd(
     with _errors(ValueError):
         pv, es, m = _target(w, ref, evalset, model, api_base=api_base)
     if dry_run or not m.id.startswith(("local/", "replay:", "fake/")):
-        if not dry_run and callable(getattr(m, "preflight", None)):
+        preflight = getattr(m, "preflight", None)  # a provider model's; not part of Model
+        if not dry_run and callable(preflight):
             with _errors():
-                m.preflight()  # no key: that line first, before tokens are counted
+                preflight()  # no key: that line first, before tokens are counted
         from dataclasses import asdict
 
         from promptgov.eval._estimate import estimate
@@ -120,7 +135,7 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
-def _print_result(r, as_json: bool) -> None:
+def _print_result(r: EvalResult, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"prompt": r.prompt, "evalset": r.evalset, "model": r.model,
                           "run_id": r.run_id, "calls": r.calls,
@@ -180,14 +195,12 @@ def compare_cmd(
             _log_compare(w, df, quiet=as_json)
 
 
-def _log_compare(w, df, quiet: bool = False) -> None:
+def _log_compare(w: Workspace, df: pd.DataFrame, quiet: bool = False) -> None:
     """Log the comparison as its own run unless exactly it is logged already."""
-    from promptgov.eval._compare_run import already_logged, log_compare
+    from promptgov._loop import log_comparison
 
-    if len(df) < 2 or already_logged(w.root, df):
-        return
-    rid = log_compare(w.root, df)
-    if not quiet:
+    rid = log_comparison(w, df)
+    if rid is not None and not quiet:
         print(f"comparison logged as MLflow run {rid}")
 
 
@@ -206,56 +219,58 @@ def loop(
     Example: promptgov loop --model local/knn
     """
     _quiet_mlflow()
-    from promptgov.eval._compare import compare
-    from promptgov.eval._tracking import tracking_uri
-    from promptgov.governance import check as do_check
-    from promptgov.governance import lock as do_lock
+    from promptgov._loop import CheckFailed
+    from promptgov._loop import loop as run_loop
 
     w = workspace(ws)
-    with _errors():
-        added, warnings = do_lock(w.root)
-    for p in warnings:
-        print(f"warning: {p}", file=sys.stderr)
-    print(f"lock: {len(added)} new version(s) locked" + (f": {', '.join(added)}" if added else ""))
-    result = do_check(w.root)
-    for p in result.problems:
-        print(f"error: {p}", file=sys.stderr)
-    print(result.summary())
-    if not result.ok:
-        raise typer.Exit(1)
     with _errors(ValueError):
-        targets = [_target(w, f"{n}@{v}", None, model) for n, v in w.prompt_files()]
-    with _errors():
-        from promptgov.eval._tracking import check_reachable
-
-        check_reachable(w.root)  # an unreachable server: one line, before any eval
-    calls = 0
-    for name in w.prompt_names():
-        mine = [t for t in targets if t[0].name == name]
-        for pv, es, m in mine:
-            with _errors():
-                r = _run(w, pv, es, m, concurrency=concurrency, track=False)
-                run_id, new = _log_once(w, r, pv)
-            calls += r.calls
-            print(f"{pv.ref} on {es.ref} with {m.id}: accuracy {_fmt(r.metrics['accuracy'])}, "
-                  f"{r.calls} model calls; "
-                  + (f"logged run {run_id}" if new else f"unchanged since run {run_id}"))
-        pv, es, m = mine[-1]
-        with _errors():
-            df = compare(name, workspace=w, evalset=es.ref, model=m.id)
-            _print_compare(df)
-            _log_compare(w, df)
-    print(f"{calls} model calls in total" + (
+        try:
+            r = run_loop(model=model, workspace=w, concurrency=concurrency,
+                         hooks=_LoopPrinter())
+        except CheckFailed:
+            raise typer.Exit(1) from None  # each problem and the summary are printed already
+    print(f"{r.calls} model calls in total" + (
         ": every answer came from the response cache, nothing was re-run or re-logged"
-        if calls == 0 else ""))
+        if r.calls == 0 else ""))
     print(f"Open the runs in MLflow: promptgov ui  →  http://127.0.0.1:5000\n"
-          f"tracking URI: {tracking_uri(w.root)}")
+          f"tracking URI: {r.tracking_uri}")
+
+
+class _LoopPrinter(LoopHooks):
+    """``promptgov loop``'s output: each step printed as it happens, a bar per evaluation."""
+
+    def locked(self, added: list[str], warnings: list[Problem]) -> None:
+        for p in warnings:
+            print(f"warning: {p}", file=sys.stderr)
+        print(f"lock: {len(added)} new version(s) locked"
+              + (f": {', '.join(added)}" if added else ""))
+
+    def checked(self, result: CheckResult) -> None:
+        for p in result.problems:
+            print(f"error: {p}", file=sys.stderr)
+        print(result.summary())
+
+    def evaluate(self, pv: PromptVersion, es: Evalset, model: Model,
+                 run: Callable[[Progress | None], EvalResult]) -> EvalResult:
+        return _resumable(pv, es, model, run)
+
+    def evaluated(self, run: LoopRun) -> None:
+        print(f"{run.prompt} on {run.evalset} with {run.model}: accuracy "
+              f"{_fmt(run.metrics['accuracy'])}, {run.result.calls} model calls; "
+              + (f"logged run {run.run_id}" if run.logged else
+                 f"unchanged since run {run.run_id}"))
+
+    def compared(self, prompt: str, table: pd.DataFrame) -> None:
+        _print_compare(table)
+
+    def comparison_logged(self, prompt: str, run_id: str) -> None:
+        print(f"comparison logged as MLflow run {run_id}")
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def _target(w, ref: str, evalset: str | None, model: str | None, *,
-            api_base: str | None = None):
+def _target(w: Workspace, ref: str, evalset: str | None, model: str | None, *,
+            api_base: str | None = None) -> tuple[PromptVersion, Evalset, Model]:
     """Prompt version, evalset and model for one eval, validated before anything runs."""
     from promptgov.eval._engine import resolve
 
@@ -264,25 +279,40 @@ def _target(w, ref: str, evalset: str | None, model: str | None, *,
     return pv, es, m
 
 
-def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
-         cache: bool = True, track: bool = True, allow_drift: bool = False):
-    """``evaluate()`` with a progress bar on stderr: cases, failures, cost so far, ETA.
+def _run(w: Workspace, pv: PromptVersion, es: Evalset, m: Model, *, concurrency: int,
+         budget_usd: float | None = None, cache: bool = True, track: bool = True,
+         allow_drift: bool = False) -> EvalResult:
+    """``evaluate()`` with a progress bar on stderr (see :func:`_resumable`)."""
+    from promptgov.eval import evaluate
+
+    def run(progress: Progress | None) -> EvalResult:
+        return evaluate(pv, es, model=m, workspace=w, concurrency=concurrency,
+                        budget_usd=budget_usd, cache=cache, track=track, progress=progress,
+                        allow_drift=allow_drift)
+
+    return _resumable(pv, es, m, run, reachable=w.root if track else None)
+
+
+def _resumable(pv: PromptVersion, es: Evalset, m: Model,
+               run: Callable[[Progress | None], EvalResult], *,
+               reachable: Path | None = None) -> EvalResult:
+    """``run(progress)`` with a progress bar on stderr: cases, failures, cost so far, ETA.
 
     A systematic failure raises ``RunStopped`` (one line with the fix; the bar is hidden so that
     line is all the user sees); Ctrl-C prints the partial summary and how to resume, exit 130.
+    ``reachable``: the workspace whose tracking server must answer first.
     """
     from promptgov.errors import EvalInterrupted, RunStopped
 
     preflight = getattr(m, "preflight", None)
     if callable(preflight):
         preflight()  # no key: one line, before a bar is drawn or anything heavy is imported
-    if track:
+    if reachable is not None:
         from promptgov.eval._tracking import check_reachable
 
-        check_reachable(w.root)  # an unreachable server: one line, nothing spent
+        check_reachable(reachable)  # an unreachable server: one line, nothing spent
     try:
-        return _run_with_bar(w, pv, es, m, concurrency=concurrency, budget_usd=budget_usd,
-                             cache=cache, track=track, allow_drift=allow_drift)
+        return _with_bar(f"{pv.ref} on {es.ref}", len(es.cases), run)
     except RunStopped:
         raise
     except EvalInterrupted as e:
@@ -295,8 +325,8 @@ def _run(w, pv, es, m, *, concurrency: int, budget_usd: float | None = None,
     raise typer.Exit(130)
 
 
-def _run_with_bar(w, pv, es, m, *, concurrency: int, budget_usd: float | None,
-                  cache: bool, track: bool, allow_drift: bool = False):
+def _with_bar(label: str, total: int,
+              run: Callable[[Progress | None], EvalResult]) -> EvalResult:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -306,42 +336,21 @@ def _run_with_bar(w, pv, es, m, *, concurrency: int, budget_usd: float | None,
         TimeRemainingColumn,
     )
 
-    from promptgov.eval import evaluate
-
     cols = (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[failed]} failed · ${task.fields[paid]:.4f}"),
             TimeRemainingColumn())
     with Progress(*cols, console=Console(stderr=True)) as bar:
-        task = bar.add_task(f"{pv.ref} on {es.ref}", total=len(es.cases), failed=0, paid=0.0)
+        task = bar.add_task(label, total=total, failed=0, paid=0.0)
 
         def progress(p: dict[str, Any]) -> None:
             bar.update(task, completed=p["done"], total=p["total"], failed=p["failed"],
                        paid=p["paid_usd"])
 
         try:
-            return evaluate(pv, es, model=m, workspace=w, concurrency=concurrency,
-                            budget_usd=budget_usd, cache=cache, track=track, progress=progress,
-                            allow_drift=allow_drift)
+            return run(progress)
         except BaseException:
             bar.update(task, visible=False)  # the error or summary line is the whole story
             raise
-
-
-def _log_once(w, r, pv) -> tuple[str, bool]:
-    """Log ``r`` unless the latest run of this version is the same run (same hashes, model and
-    settings, every answer from the cache, same scores): ``(run_id, logged_now)``."""
-    from promptgov.eval._compare import latest_runs
-    from promptgov.eval._evaluate import lock_state
-    from promptgov.eval._runlog import log_eval, snapshot
-
-    if r.calls == 0:
-        prev = latest_runs(w.root, pv.name, evalset=r.evalset, model=r.model).get(pv.version)
-        if (prev is not None
-                and all(prev.data.params.get(k) == str(r.params.get(k)) for k in _SAME_RUN)
-                and all(prev.data.metrics.get(k) == r.metrics[k]
-                        for k in ("cases", "accuracy", "failure_rate"))):
-            return prev.info.run_id, False
-    return log_eval(w.root, r, snapshot(pv, w, lock_state(w, pv))), True
 
 
 _SHORT = {"accuracy": "acc", "macro_f1": "F1", "object_match": "obj match",
@@ -351,9 +360,20 @@ _SHORT = {"accuracy": "acc", "macro_f1": "F1", "object_match": "obj match",
           "field_f1": "slot F1"}
 
 
-def _print_compare(df) -> None:
-    from rich import box
+def _print_compare(df: pd.DataFrame) -> None:
     from rich.console import Console
+
+    Console(width=max(140, Console().width)).print(_compare_table(df))
+    for d in df.attrs.get("drifted", []):
+        v = d["version"]
+        print(f"v{v}: drifted run {d['run_id'][:8]} (content {str(d['content_hash'])[:12]}, "
+              f"not the locked file) is not shown as v{v}")
+
+
+def _compare_table(df: pd.DataFrame) -> Table:
+    """One row per version: its metrics, then the paired test against the baseline. Evalset
+    and model are in the title when every version shares them, else columns."""
+    from rich import box
     from rich.table import Table
 
     from promptgov.eval._compare import FIELD_F1, MAIN_METRICS
@@ -364,22 +384,33 @@ def _print_compare(df) -> None:
               "by case")
     varying = [c for c in ("evalset", "model") if c not in one]
     metrics = [c for c in df.columns if c in MAIN_METRICS or c.startswith(FIELD_F1)]
-    for c in ["version", *varying, *(_SHORT.get(c, c.replace(FIELD_F1, "F1 ")) for c in metrics),
-              "Δacc", "p", "95% CI", "sig", "run"]:
+    _add_columns(t, ["version", *varying, *(_column(m, FIELD_F1) for m in metrics),
+                     "Δacc", "p", "95% CI", "sig", "run"])
+    for v, row in df.iterrows():
+        t.add_row(f"v{v}" + ("*" if row["baseline"] else ""), *(str(row[c]) for c in varying),
+                  *(_fmt(row[c], 3) for c in metrics), *_paired_cells(row),
+                  str(row["run_id"])[:8])
+    return t
+
+
+def _add_columns(t: Table, names: list[str]) -> None:
+    for c in names:
         t.add_column(c, justify="left" if c in ("version", "evalset", "model", "run")
                      else "right", no_wrap=True)
-    for v, row in df.iterrows():
-        stats = (["", "", "", ""] if row["baseline"] else
-                 [f"{row['accuracy_delta']:+.3f}", f"{row['mcnemar_p']:.2g}",
-                  f"{row['ci95_low']:+.3f}..{row['ci95_high']:+.3f}",
-                  "yes" if row["significant"] else "no"])
-        t.add_row(f"v{v}" + ("*" if row["baseline"] else ""), *(str(row[c]) for c in varying),
-                  *(_fmt(row[c], 3) for c in metrics), *stats, str(row["run_id"])[:8])
-    Console(width=max(140, Console().width)).print(t)
-    for d in df.attrs.get("drifted", []):
-        v = d["version"]
-        print(f"v{v}: drifted run {d['run_id'][:8]} (content {str(d['content_hash'])[:12]}, "
-              f"not the locked file) is not shown as v{v}")
+
+
+def _column(metric: str, field_f1: str) -> str:
+    """A metric's column header: its short name, or ``F1 <field>`` for a per-field F1."""
+    return _SHORT.get(metric, metric.replace(field_f1, "F1 "))
+
+
+def _paired_cells(row: Any) -> list[str]:
+    """Δacc, p, CI and significance against the baseline; blank in the baseline's own row."""
+    if row["baseline"]:
+        return ["", "", "", ""]
+    return [f"{row['accuracy_delta']:+.3f}", f"{row['mcnemar_p']:.2g}",
+            f"{row['ci95_low']:+.3f}..{row['ci95_high']:+.3f}",
+            "yes" if row["significant"] else "no"]
 
 
 def _num(v: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,12 @@ from promptgov.cli._eval_cmds import JsonOpt, _errors, _fmt, _num, _quiet_mlflow
 RefArg = Annotated[str, typer.Argument(metavar="PROMPT@VERSION", help="e.g. ticket_triage@2")]
 ByOpt = Annotated[str, typer.Option("--by", envvar="PROMPTGOV_USER",
                                     help="Who decides (recorded); env PROMPTGOV_USER.")]
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from promptgov.governance._approvals import GateRecord
+    from promptgov.workspace import Workspace
 
 
 @app.command()
@@ -104,26 +110,9 @@ def status(
     if as_json:
         print(json.dumps([{k: _num(v) for k, v in r.items()} for r in rows], indent=1))
         return
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title=f"promptgov status · {w.root}", box=box.SIMPLE)
-    cols = ["prompt", "lock", "content", "model", *METRICS, "approval", "by", "aliases",
-            "releases"]
-    for c in cols:
-        t.add_column({"cost_per_1k_usd": "$/1k", "latency_p95_s": "p95 s",
-                      "failure_rate": "fail", "accuracy": "acc"}.get(c, c),
-                     justify="right" if c in METRICS else "left")
-    color = {"locked": "green", "drifted": "red", "unlocked": "yellow", "deleted": "red",
-             "unreadable": "red", "approved": "green", "revoked": "red", "stale": "red"}
-    for r in rows:
-        lock, appr = r["lock"], r["approval"]
-        t.add_row(r["ref"], f"[{color[lock]}]{lock}[/]", r["content"], r["model"] or "-",
-                  *(_fmt(r[m], 3) for m in METRICS),
-                  f"[{color[appr]}]{appr}[/]" if appr else "-", r["approved_by"] or "",
-                  r["aliases"], r["releases"])
-    Console(width=max(140, Console().width)).print(t)
+    Console(width=max(140, Console().width)).print(_status_table(w, rows, METRICS))
     broken = [r["problem"] for r in rows if r["problem"]]
     for p in broken:  # a file that does not load is shown, never skipped
         print(f"error: {p}", file=sys.stderr)
@@ -203,7 +192,35 @@ def gate_cmd(
           f"{'s' if v != 1 else ''} re-run, every gate holds")
 
 
-def _gate_line(g) -> str:
+_STATUS_HEADER = {"cost_per_1k_usd": "$/1k", "latency_p95_s": "p95 s", "failure_rate": "fail",
+                  "accuracy": "acc"}
+_STATUS_COLOR = {"locked": "green", "drifted": "red", "unlocked": "yellow", "deleted": "red",
+                 "unreadable": "red", "approved": "green", "revoked": "red", "stale": "red"}
+
+
+def _status_table(w: Workspace, rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=f"promptgov status · {w.root}", box=box.SIMPLE)
+    cols = ["prompt", "lock", "content", "model", *metrics, "approval", "by", "aliases",
+            "releases"]
+    for c in cols:
+        t.add_column(_STATUS_HEADER.get(c, c), justify="right" if c in metrics else "left")
+    for r in rows:
+        lock, appr = r["lock"], r["approval"]
+        t.add_row(r["ref"], _colored(lock), r["content"], r["model"] or "-",
+                  *(_fmt(r[m], 3) for m in metrics), _colored(appr) if appr else "-",
+                  r["approved_by"] or "", r["aliases"], r["releases"])
+    return t
+
+
+def _colored(state: str) -> str:
+    """A lock or approval state in rich markup: green when good, red when broken."""
+    return f"[{_STATUS_COLOR[state]}]{state}[/]"
+
+
+def _gate_line(g: GateRecord) -> str:
     from promptgov.governance._gates import GateCheck
 
     return str(GateCheck(g.gate, g.metric, g.value, g.limit, g.passed))

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -37,7 +38,7 @@ def serve(args: list[str], env_extra: dict[str, str] | None = None) -> int:
            [sys.executable, "-m", "mlflow", "server", *args])
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
 
-    def _term(signum, frame):
+    def _term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, _term)
@@ -51,7 +52,7 @@ def serve(args: list[str], env_extra: dict[str, str] | None = None) -> int:
         stop_group(proc)
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM the child's process group, SIGKILL what is left after ``timeout``."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -79,7 +80,7 @@ def ui(
 
     Example: promptgov ui   (then browse http://127.0.0.1:5000)
     """
-    from promptgov.eval._tracking import tracking_uri
+    from promptgov.eval._store import tracking_uri
 
     w = workspace(ws)
     uri = tracking_uri(w.root)
@@ -100,9 +101,10 @@ def _print_views(root: Path, base: str) -> None:
     """Each prompt's runs list with the promptgov view (headline metrics, version, content
     hash as columns), from the run index (no MLflow import)."""
     from promptgov.eval._runindex import runs
-    from promptgov.eval._tracking import RUN_TAG, ui_path
+    from promptgov.eval._store import RUN_TAG
+    from promptgov.eval._tracking import ui_path
 
-    exps = {}
+    exps: dict[str, str] = {}
     for e in runs(root) or ():
         name = e["tags"].get(RUN_TAG, "").partition("@")[0]
         if name:
@@ -111,7 +113,8 @@ def _print_views(root: Path, base: str) -> None:
         print(f"  {name}: {base}{ui_path(exp)}")
 
 
-def ui_command(uri: str, artifacts, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+def ui_command(uri: str, artifacts: str | os.PathLike[str], host: str,
+               port: int) -> tuple[list[str], dict[str, str]]:
     """MLflow's server app under one uvicorn worker, configured as ``mlflow server`` configures
     it (its ``_MLFLOW_SERVER_*`` variables), without the ``mlflow server`` parent process: one
     MLflow import instead of two halves the time to the first page."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from promptgov.cli._app import WorkspaceOpt, app, workspace
+
+if TYPE_CHECKING:
+    from promptgov.governance._check import Scan
 
 
 @app.command()
@@ -70,18 +73,13 @@ def ls_cmd(ws: WorkspaceOpt = None) -> None:
 
     w = workspace(ws)
     s = scan(w.root)
-    drifted = {p.file for p in s.problems if p.code == "drift"}
-    flawed = {p.file for p in s.problems if p.code in ("invalid_content", "contamination")}
     t = Table(title=f"prompts in {w.root}")
     for col in ("prompt", "kind", "schema", "evalset", "content", "render", "state"):
         t.add_column(col)
     for ref, e in s.prompts.items():
-        locked = s.lock["prompts"].get(ref)
-        state = ("[yellow]unlocked[/]" if not locked else
-                 "[red]drifted[/]" if e["file"] in drifted else
-                 "[red]invalid[/] (see check)" if e["file"] in flawed else "[green]locked[/]")
         t.add_row(ref, e.get("kind", ""), e.get("schema") or "-", e.get("evalset") or "-",
-                  short(e["content_hash"]), short(e.get("render_fingerprint") or ""), state)
+                  short(e["content_hash"]), short(e.get("render_fingerprint") or ""),
+                  _lock_state(s, ref, e["file"]))
     Console(width=max(120, Console().width)).print(t)
     print(f"{len(s.schemas)} schemas: {', '.join(s.schemas)}")
     print(f"{len(s.evalsets)} evalsets: " + ", ".join(f"{r} ({e['count']} cases)"
@@ -91,3 +89,15 @@ def ls_cmd(ws: WorkspaceOpt = None) -> None:
         print(f"error: {p}", file=sys.stderr)
     if unreadable:
         raise typer.Exit(1)
+
+
+def _lock_state(s: Scan, ref: str, file: str) -> str:
+    """The ``state`` cell of a prompt version (rich markup): lock, then its worst problem."""
+    if not s.lock["prompts"].get(ref):
+        return "[yellow]unlocked[/]"
+    codes = {p.code for p in s.problems if p.file == file}
+    if "drift" in codes:
+        return "[red]drifted[/]"
+    if codes & {"invalid_content", "contamination"}:
+        return "[red]invalid[/] (see check)"
+    return "[green]locked[/]"
