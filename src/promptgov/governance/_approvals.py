@@ -11,10 +11,11 @@ stays: it is the audit trail) and removes the alias. ``promptgov check`` reads t
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +34,15 @@ from promptgov.governance._gates import check_gates
 from promptgov.workspace._lock import file_sha, read_lock, write_text_atomic
 from promptgov.workspace._policy import locked_policy
 from promptgov.workspace._refs import parse_ref
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from promptgov.governance._gates import GateCheck
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._policy import Gates
+    from promptgov.workspace._prompt import PromptVersion
 
 APPROVALS_DIR = "governance/approvals"
 HEADER = ("# promptgov approval record, written by `promptgov approve`; `promptgov revoke` "
@@ -139,16 +149,16 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _workspace(workspace: Any):
+def _workspace(workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
     from promptgov.workspace import Workspace
 
-    if isinstance(workspace, Workspace):
-        return workspace
-    return Workspace(workspace) if workspace is not None else Workspace.find()
+    return Workspace.of(workspace)
 
 
-def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str = "approved",
-            record_cassette: bool = False, adversarial_run: str | None = None) -> Approval:
+def approve(ref: str, run_id: str, by: str, *,
+            workspace: Workspace | str | os.PathLike[str] | None = None,
+            alias: str = "approved", record_cassette: bool = False,
+            adversarial_run: str | None = None) -> Approval:
     """Approve prompt version ``ref`` on the evidence of MLflow run ``run_id``.
 
     Refuses (raises, writes nothing) when the version is not locked or drifted, when the run is
@@ -171,17 +181,10 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
         >>> r = pg.evaluate("ticket_triage@2", model="local/knn", workspace=ws)  # doctest: +SKIP
         >>> pg.approve("ticket_triage@2", r.run_id, by="alice", workspace=ws)   # doctest: +SKIP
     """
-    from promptgov._version import __version__
-    from promptgov.eval._tracking import client, tracking_uri
+    from promptgov.eval._tracking import client
 
     ws = _workspace(workspace)
-    name, version = parse_ref(ref)
-    if version is None:
-        raise ValueError(f"{ref!r}: approve one version, e.g. {name}@2")
-    if not by.strip():
-        raise ValueError("--by: say who approves (a name or e-mail)")
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", alias) or alias == "latest":
-        raise ValueError(f"alias {alias!r}: use letters, digits, - and _ (not 'latest')")
+    _check_request(ref, by, alias)
     pv = ws.prompt(ref)
     lock = read_lock(ws.root)
     entry = lock["prompts"].get(pv.ref)
@@ -190,35 +193,18 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
                               "locked version, then approve that run)")
     policy = locked_policy(ws.root, lock)  # before MLflow: no evidence counts under it
     old = load_approval(ws.root, pv.ref)
-    if old is not None and old.status == "revoked":
-        rv = old.revocation
-        raise GovernanceError(f"{pv.ref} was revoked by {rv.by} on {rv.at:%Y-%m-%d}: {rv.reason}"
-                              f" (fix: a revoked version stays revoked; save the prompt as a new "
-                              f"version, evaluate and approve that)")
+    _refuse_revoked(pv.ref, old)
     c = client(ws.root)
     run = get_run(c, run_id, ws.root)
     run_id = run.info.run_id  # a unique prefix was given: record the full id
     p = run.data.params
     es_ref = f"{p.get('evalset')}@{p.get('evalset_version')}"
-    problems = mismatches(ws, run, pv, entry, lock, es_ref)
-    es_dir = ws.evalset_dirs().get(es_ref.split("@")[0])
-    if es_dir is not None:
-        from promptgov.governance._content import contamination
-
-        problems += [f"{hit} of evalset {es_ref}: the run was scored on cases the prompt shows "
-                     "the model as demos (fix: remove those demos in a new version, or score "
-                     "it on an evalset without them)" for hit in contamination(pv, es_dir)]
+    problems = _not_evidence(ws, run, pv, entry, lock, es_ref)
     if problems:
         raise GovernanceError(f"refused: run {run_id} is not evidence for locked {pv.ref}:\n  "
                               + "\n  ".join(problems))
     gates = policy.gates.for_prompt(pv.name, pv.kind)
-    metrics = dict(run.data.metrics)
-    adv_run = None
-    if gates.max_adversarial_drop is not None or adversarial_run:
-        drop, adv_run = adversarial_drop_of(c, ws.root, run, pv.ref, entry["content_hash"],
-                                          adversarial_run)
-        if drop is not None:
-            metrics["adversarial_drop"] = drop
+    metrics, adv_run = _metrics(c, ws.root, run, pv.ref, entry, gates, adversarial_run)
     runs = {es: evalset_run(c, run, es, lock) for es in gates.required_evalsets or ()}
     checks = check_gates(gates, metrics, runs)
     failed = [g for g in checks if not g.passed]
@@ -232,24 +218,11 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
         cassette = record_cassette_of(ws, pv, es_ref, p["model"])
     try:
         c.set_prompt_alias(pv.name, alias, int(reg))
-        aliases = sorted({alias, *(old.aliases if old else ())})
-        a = Approval(
-            prompt=pv.name, version=pv.version, approved_by=by.strip(), approved_at=_now(),
-            aliases=aliases, run_id=run_id, adversarial_run=adv_run,
-            tracking=tracking_kind(tracking_uri(ws.root)),
-            registry_version=int(reg), model=p["model"], evalset=es_ref,
-            evalset_hash=p["evalset_hash"], content_hash=entry["content_hash"],
-            render_fingerprint=entry["render_fingerprint"],
-            response_schema=entry.get("schema"), schema_hash=entry.get("schema_hash"),
-            git_commit=p.get("git_commit"), promptgov_version=__version__,
-            policy_hash=policy.hash,
-            metrics={k: v for k, v in sorted(metrics.items()) if v == v},
-            gates=[GateRecord(**vars(g)) for g in checks])
+        a = _approval(ws, pv, run, entry, es_ref, by=by, aliases=sorted(
+            {alias, *(old.aliases if old else ())}), registry=int(reg), adversarial_run=adv_run,
+            policy_hash=policy.hash, metrics=metrics, checks=checks)
         if cassette is not None:
-            final = ws.root / CASSETTES_DIR / f"{pv.ref}.jsonl"
-            cassette.chmod(0o644)
-            cassette.replace(final)
-            a.cassette, a.cassette_sha = ws.relpath(final), file_sha(final)
+            _keep_cassette(ws, a, cassette)
         write_text_atomic(approval_path(ws.root, pv.ref), a.to_toml())
     finally:
         if cassette is not None:
@@ -257,7 +230,91 @@ def approve(ref: str, run_id: str, by: str, *, workspace: Any = None, alias: str
     return a
 
 
-def revoke(ref: str, by: str, reason: str, *, workspace: Any = None) -> Approval:
+def _check_request(ref: str, by: str, alias: str) -> None:
+    """Refuse an approval request that names no single version, no approver or a bad alias."""
+    name, version = parse_ref(ref)
+    if version is None:
+        raise ValueError(f"{ref!r}: approve one version, e.g. {name}@2")
+    if not by.strip():
+        raise ValueError("--by: say who approves (a name or e-mail)")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", alias) or alias == "latest":
+        raise ValueError(f"alias {alias!r}: use letters, digits, - and _ (not 'latest')")
+
+
+def _refuse_revoked(ref: str, old: Approval | None) -> None:
+    """A revoked version stays revoked: approving it again would hide the revocation."""
+    if old is None or old.status != "revoked":
+        return
+    rv = old.revocation
+    # revoke() writes the status and the revocation together; a record edited into a revoked
+    # status without one fails here, loudly, as it always did
+    assert rv is not None, f"{ref}: revoked record without [revocation]"
+    raise GovernanceError(f"{ref} was revoked by {rv.by} on {rv.at:%Y-%m-%d}: {rv.reason}"
+                          f" (fix: a revoked version stays revoked; save the prompt as a new "
+                          f"version, evaluate and approve that)")
+
+
+def _not_evidence(ws: Workspace, run: Run, pv: PromptVersion, entry: dict[str, Any],
+                  lock: dict[str, Any], es_ref: str) -> list[str]:
+    """Why ``run`` is no evidence for locked ``pv``: it is of something else, or it was scored
+    on cases the prompt shows the model as demos (empty: it is evidence)."""
+    problems = mismatches(ws, run, pv, entry, lock, es_ref)
+    es_dir = ws.evalset_dirs().get(es_ref.split("@")[0])
+    if es_dir is not None:
+        from promptgov.governance._content import contamination
+
+        problems += [f"{hit} of evalset {es_ref}: the run was scored on cases the prompt shows "
+                     "the model as demos (fix: remove those demos in a new version, or score "
+                     "it on an evalset without them)" for hit in contamination(pv, es_dir)]
+    return problems
+
+
+def _metrics(c: MlflowClient, root: Path, run: Run, ref: str, entry: dict[str, Any],
+             gates: Gates, adversarial_run: str | None) -> tuple[dict[str, float], str | None]:
+    """The run's metrics, with the adversarial drop when a gate needs it or a run is named,
+    and the adversarial run it was read from."""
+    metrics = dict(run.data.metrics)
+    adv_run = None
+    if gates.max_adversarial_drop is not None or adversarial_run:
+        drop, adv_run = adversarial_drop_of(c, root, run, ref, entry["content_hash"],
+                                            adversarial_run)
+        if drop is not None:
+            metrics["adversarial_drop"] = drop
+    return metrics, adv_run
+
+
+def _approval(ws: Workspace, pv: PromptVersion, run: Run, entry: dict[str, Any], es_ref: str,
+              *, by: str, aliases: list[str], registry: int, adversarial_run: str | None,
+              policy_hash: str, metrics: dict[str, float], checks: list[GateCheck]) -> Approval:
+    """The record of an approval that passed: bound to the locked hashes and to the run."""
+    from promptgov._version import __version__
+    from promptgov.eval._store import tracking_uri
+
+    p = run.data.params
+    return Approval(
+        prompt=pv.name, version=pv.version, approved_by=by.strip(), approved_at=_now(),
+        aliases=aliases, run_id=run.info.run_id, adversarial_run=adversarial_run,
+        tracking=tracking_kind(tracking_uri(ws.root)),
+        registry_version=registry, model=p["model"], evalset=es_ref,
+        evalset_hash=p["evalset_hash"], content_hash=entry["content_hash"],
+        render_fingerprint=entry["render_fingerprint"],
+        response_schema=entry.get("schema"), schema_hash=entry.get("schema_hash"),
+        git_commit=p.get("git_commit"), promptgov_version=__version__,
+        policy_hash=policy_hash,
+        metrics={k: v for k, v in sorted(metrics.items()) if v == v},
+        gates=[GateRecord(**vars(g)) for g in checks])
+
+
+def _keep_cassette(ws: Workspace, a: Approval, cassette: Path) -> None:
+    """Move the recorded cassette to where the record says it is, and bind it by its sha."""
+    final = ws.root / CASSETTES_DIR / f"{a.ref}.jsonl"
+    cassette.chmod(0o644)
+    cassette.replace(final)
+    a.cassette, a.cassette_sha = ws.relpath(final), file_sha(final)
+
+
+def revoke(ref: str, by: str, reason: str, *,
+           workspace: Workspace | str | os.PathLike[str] | None = None) -> Approval:
     """Mark the approval of ``ref`` revoked (who, when, why) and remove its MLflow aliases.
 
     The record stays in ``governance/approvals/``; ``promptgov check`` then fails for every

@@ -17,13 +17,19 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-_MODELS: dict[tuple[str, str], Any] = {}
+if TYPE_CHECKING:  # pydantic loads when content is validated, not with `check`'s import
+    from pydantic import BaseModel
+    from pydantic_core import ErrorDetails
+
+    from promptgov.workspace._prompt import PromptVersion
+
+_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 _PUNCT = re.compile(r"[^\w\s]+")
 
 
-def schema_model(file: Path | str, ref: str):
+def schema_model(file: Path | str, ref: str) -> type[BaseModel] | None:
     """The pydantic model of contract ``ref`` declared in ``file`` (imported once a process)."""
     key = (str(file), ref)
     if key not in _MODELS:
@@ -50,11 +56,11 @@ def _h(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _loc(loc: tuple) -> str:
+def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(the whole answer)"
 
 
-def _msg(err: dict) -> str:
+def _msg(err: ErrorDetails) -> str:
     """pydantic's message, with a long enum's every value left out."""
     if err["type"] in ("literal_error", "enum") and len(err["msg"]) > 120:
         n = err["msg"].count("'") // 2
@@ -62,7 +68,7 @@ def _msg(err: dict) -> str:
     return err["msg"]
 
 
-def demo_problems(pv, model) -> list[str]:
+def demo_problems(pv: PromptVersion, model: type[BaseModel] | None) -> list[str]:
     """One line per demo whose output the response schema (or the label set) refuses."""
     from pydantic import ValidationError
 
@@ -77,23 +83,26 @@ def demo_problems(pv, model) -> list[str]:
             out.append(f"demos[{i}].output.{_loc(err['loc'])}: {_msg(err)} (schema "
                        f"{pv.response_schema})")
             continue
-        if pv.kind == "classification" and pv.labels and d.output.get("label") not in pv.labels:
-            out.append(f"demos[{i}].output.label: {d.output.get('label')!r} is not one of the "
+        output = cast("dict[str, Any]", d.output)  # the schema, a model, just accepted it
+        if pv.kind == "classification" and pv.labels and output.get("label") not in pv.labels:
+            out.append(f"demos[{i}].output.label: {output.get('label')!r} is not one of the "
                        "prompt's labels")
     return out
 
 
-def expected_problems(path: Path, kind: str, model, schema: str, limit: int = 5) -> list[
-        tuple[int, str]]:
+def expected_problems(path: Path, kind: str, model: type[BaseModel], schema: str,
+                      limit: int = 5) -> list[tuple[int, str]]:
     """``(line, problem)`` for cases of ``path`` (cases.jsonl) whose expected value does not
     fit ``model``; at most ``limit``, then one line saying how many more."""
     from pydantic import TypeAdapter, ValidationError
 
     from promptgov.workspace._yamlio import iter_jsonl
 
-    label = TypeAdapter(model.model_fields["label"].annotation) \
+    # a field of a class-defined model always has its annotation (None: FieldInfo built by hand)
+    label = TypeAdapter(cast("type[Any]", model.model_fields["label"].annotation)) \
         if kind == "classification" and "label" in model.model_fields else None
-    out, more = [], 0
+    out: list[tuple[int, str]] = []
+    more = 0
     for line, obj in iter_jsonl(path):
         exp = obj.get("expected")
         try:
@@ -143,7 +152,8 @@ def evalset_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The exact and near keys of every case input of ``path`` (cases.jsonl) → case id."""
     from promptgov.workspace._yamlio import iter_jsonl
 
-    exact, near = {}, {}
+    exact: dict[str, str] = {}
+    near: dict[str, str] = {}
     for _, obj in iter_jsonl(path):
         if isinstance(obj.get("input"), dict):
             e, n = input_keys(obj["input"])
@@ -152,7 +162,7 @@ def evalset_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     return exact, near
 
 
-def contamination(pv, es_dir: Path) -> list[str]:
+def contamination(pv: PromptVersion, es_dir: Path) -> list[str]:
     """One line per demo of ``pv`` whose input is (nearly) an input of the evalset in
     ``es_dir``: ``approve`` refuses evidence from such an evalset."""
     exact, near = evalset_index(es_dir / "cases.jsonl")

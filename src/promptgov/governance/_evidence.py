@@ -6,10 +6,19 @@ and the replay cassette of the run's answers. MLflow is imported by the callers'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import GovernanceError
 from promptgov.hashing import short
 from promptgov.workspace._refs import parse_ref
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from promptgov.governance._approvals import Approval, GateRecord
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._prompt import PromptVersion
 
 CASSETTES_DIR = "governance/cassettes"
 ADVERSARIAL_TAG = "promptgov.adversarial_of"
@@ -23,13 +32,13 @@ def tracking_kind(uri: str) -> str:
     return {"http": "server", "https": "server"}.get(scheme, scheme)
 
 
-def get_run(c, run_id: str, root: Path):
+def get_run(c: MlflowClient, run_id: str, root: Path) -> Run:
     """The FINISHED run ``run_id`` (or any unique prefix of its id), or a
     :class:`GovernanceError` saying what to pass."""
     from mlflow.exceptions import MlflowException
 
     from promptgov.eval._runindex import resolve_run_id
-    from promptgov.eval._tracking import tracking_uri
+    from promptgov.eval._store import tracking_uri
 
     run_id = resolve_run_id(root, c, run_id)
     try:
@@ -44,12 +53,14 @@ def get_run(c, run_id: str, root: Path):
     return run
 
 
-def mismatches(ws, run, pv, entry: dict, lock: dict, es_ref: str) -> list[str]:
+def mismatches(ws: Workspace, run: Run, pv: PromptVersion, entry: dict[str, Any],
+               lock: dict[str, Any], es_ref: str) -> list[str]:
     """Why ``run`` is not evidence for locked ``pv`` (empty: it is)."""
     return _drift(ws, pv, entry, lock, es_ref) + _mismatch(run, pv, entry, lock, es_ref)
 
 
-def _drift(ws, pv, entry: dict, lock: dict, es_ref: str) -> list[str]:
+def _drift(ws: Workspace, pv: PromptVersion, entry: dict[str, Any], lock: dict[str, Any],
+           es_ref: str) -> list[str]:
     """What on disk no longer matches the lock: approving it would approve something else."""
     out = []
     f = f"prompts/{pv.name}/v{pv.version}.yaml"
@@ -70,7 +81,8 @@ def _drift(ws, pv, entry: dict, lock: dict, es_ref: str) -> list[str]:
     return out
 
 
-def _mismatch(run, pv, entry: dict, lock: dict, es_ref: str) -> list[str]:
+def _mismatch(run: Run, pv: PromptVersion, entry: dict[str, Any], lock: dict[str, Any],
+              es_ref: str) -> list[str]:
     """Where the run's recorded hashes differ from the locked version's."""
     p, out = run.data.params, []
     if p.get("prompt_ref") != pv.ref:
@@ -89,7 +101,7 @@ def _mismatch(run, pv, entry: dict, lock: dict, es_ref: str) -> list[str]:
     return out
 
 
-def evalset_run(c, run, evalset: str, lock: dict) -> str | None:
+def evalset_run(c: MlflowClient, run: Run, evalset: str, lock: dict[str, Any]) -> str | None:
     """The latest finished run of the same version, content and model on ``evalset``
     (``name`` or ``name@version``) whose evalset hash is the locked one."""
     from promptgov.eval._compare import _quote
@@ -107,7 +119,8 @@ def evalset_run(c, run, evalset: str, lock: dict) -> str | None:
         q = r.data.params
         locked = lock["evalsets"].get(f"{q.get('evalset')}@{q.get('evalset_version')}")
         if locked and locked["hash"] == q.get("evalset_hash"):
-            return r.info.run_id
+            found: str = r.info.run_id  # typed str; mlflow's property decorator loses it
+            return found
     return None
 
 
@@ -120,7 +133,7 @@ def adversarial_drop(metrics: dict[str, float]) -> float | None:
     return None
 
 
-def adversarial_drop_of(c, root: Path, run, ref: str, content_hash: str,
+def adversarial_drop_of(c: MlflowClient, root: Path, run: Run, ref: str, content_hash: str,
                         run_id: str | None) -> tuple[float | None, str | None]:
     """``(drop, run id)`` of adversarial run ``run_id``, or of the latest finished adversarial
     run of this exact content with the same model as the evaluation ``run``."""
@@ -144,7 +157,7 @@ def adversarial_drop_of(c, root: Path, run, ref: str, content_hash: str,
     return None, None
 
 
-def registry_version(c, run, pv) -> int:
+def registry_version(c: MlflowClient, run: Run, pv: PromptVersion) -> int:
     """The prompt-registry version the run links to (registered by content hash)."""
     reg = run.data.tags.get("promptgov.registry_version")
     if reg is not None:
@@ -156,7 +169,7 @@ def registry_version(c, run, pv) -> int:
     return int(register_prompt(c, snapshot(pv)).version)
 
 
-def record_cassette_of(ws, pv, es_ref: str, model: str) -> Path:
+def record_cassette_of(ws: Workspace, pv: PromptVersion, es_ref: str, model: str) -> Path:
     """Record the run's answers to a temporary cassette next to where it will live."""
     import os
     import tempfile
@@ -177,15 +190,14 @@ def record_cassette_of(ws, pv, es_ref: str, model: str) -> Path:
 
 # -- approvals checked against their runs (check --runs, gate) --------------------------------
 
-def approval_evidence_problems(c, a, policy_limits: dict | None = None) -> list[str]:
+def approval_evidence_problems(c: MlflowClient, a: Approval,
+                               policy_limits: dict[str, Any] | None = None) -> list[str]:
     """How approval ``a`` (an :class:`Approval`) disagrees with the MLflow run it cites: the
     run must exist and be finished, its params must carry the approved hashes and model, and
     its metrics must be the recorded ones and pass every recorded gate. The record lives in the
     repository and can be edited; the run lives in the tracking store and is the evidence.
     ``policy_limits``: the limits the policy the approval names sets for this prompt, when that
     policy is the locked one; the recorded limits must be those."""
-    import math
-
     from mlflow.exceptions import MlflowException
 
     try:
@@ -197,31 +209,49 @@ def approval_evidence_problems(c, a, policy_limits: dict | None = None) -> list[
     out = []
     if run.info.status != "FINISHED":
         out.append(f"its run {a.run_id} is {run.info.status}, not FINISHED")
-    p, m = run.data.params, run.data.metrics
-    want = {"prompt_ref": a.ref, "content_hash": a.content_hash,
-            "render_fingerprint": a.render_fingerprint, "schema_hash": str(a.schema_hash),
-            "evalset_hash": a.evalset_hash, "model": a.model}
-    for key, value in want.items():
-        if p.get(key) != value:
-            out.append(f"{key}: the record says {short(str(value))}, its run {a.run_id} has "
-                       f"{short(str(p.get(key)))}")
+    out += _param_mismatches(a, run.data.params)
     for g in a.gates:
         if g.gate == "required_evalsets" or g.metric == "adversarial_drop":
             continue  # evidence in other runs
-        ran = m.get(g.metric)
-        if ran is None or g.value is None or not math.isclose(
-                ran, float(g.value), rel_tol=1e-9, abs_tol=1e-12):
-            out.append(f"{g.gate}: the record says {g.metric} {g.value}, its run {a.run_id} "
-                       f"measured {ran}")
-            continue
-        ok = ran >= float(g.limit) if g.gate.startswith("min_") else ran <= float(g.limit)
-        if not ok:
-            out.append(f"{g.gate}: its run measured {g.metric} {ran:.4g}, which does not pass "
-                       f"the recorded limit {g.limit} (the record says it passed)")
+        problem = _gate_mismatch(a, g, run.data.metrics.get(g.metric))
+        if problem is not None:
+            out.append(problem)
     if policy_limits is not None:
-        recorded = {g.gate: float(g.limit) for g in a.gates if g.gate != "required_evalsets"}
-        locked = {k: float(v) for k, v in policy_limits.items() if k != "required_evalsets"}
-        if recorded != locked:
-            out.append(f"its recorded gate limits {recorded} are not those of the policy it "
-                       f"names ({short(str(a.policy_hash))}, the locked one): {locked}")
+        out += _limit_mismatches(a, policy_limits)
     return out
+
+
+def _param_mismatches(a: Approval, params: dict[str, str]) -> list[str]:
+    """The approved hashes and model the run's params do not carry."""
+    want = {"prompt_ref": a.ref, "content_hash": a.content_hash,
+            "render_fingerprint": a.render_fingerprint, "schema_hash": str(a.schema_hash),
+            "evalset_hash": a.evalset_hash, "model": a.model}
+    return [f"{key}: the record says {short(str(value))}, its run {a.run_id} has "
+            f"{short(str(params.get(key)))}" for key, value in want.items()
+            if params.get(key) != value]
+
+
+def _gate_mismatch(a: Approval, g: GateRecord, ran: float | None) -> str | None:
+    """Why recorded gate ``g`` is not borne out by the value its run measured (``ran``):
+    another value, or one that fails the recorded limit."""
+    import math
+
+    if ran is None or g.value is None or not math.isclose(
+            ran, float(g.value), rel_tol=1e-9, abs_tol=1e-12):
+        return (f"{g.gate}: the record says {g.metric} {g.value}, its run {a.run_id} "
+                f"measured {ran}")
+    ok = ran >= float(g.limit) if g.gate.startswith("min_") else ran <= float(g.limit)
+    if ok:
+        return None
+    return (f"{g.gate}: its run measured {g.metric} {ran:.4g}, which does not pass "
+            f"the recorded limit {g.limit} (the record says it passed)")
+
+
+def _limit_mismatches(a: Approval, policy_limits: dict[str, Any]) -> list[str]:
+    """The recorded gate limits must be those of the (locked) policy the approval names."""
+    recorded = {g.gate: float(g.limit) for g in a.gates if g.gate != "required_evalsets"}
+    locked = {k: float(v) for k, v in policy_limits.items() if k != "required_evalsets"}
+    if recorded == locked:
+        return []
+    return [f"its recorded gate limits {recorded} are not those of the policy it "
+            f"names ({short(str(a.policy_hash))}, the locked one): {locked}"]

@@ -4,12 +4,18 @@ with a tracking store configured, also check each approval record against the ru
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from promptgov.errors import WorkspaceError
 from promptgov.governance._gates import GateCheck, check_gates
 from promptgov.workspace._policy import locked_policy
+
+if TYPE_CHECKING:
+    from promptgov.governance._approvals import Approval
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._policy import Policy
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,9 @@ class GateReport:
         return [f"{r.ref}: {f}" for r in self.results for f in r.failures()]
 
 
-def gate(release: str, *, model: str | None = None, workspace: Any = None,
-         concurrency: int = 8, track: bool = False) -> GateReport:
+def gate(release: str, *, model: str | None = None,
+         workspace: Workspace | str | os.PathLike[str] | None = None, concurrency: int = 8,
+         track: bool = False) -> GateReport:
     """Re-run every version of release ``release`` on the evalset it was approved on and check
     the gates of the *current* policy against the fresh metrics.
 
@@ -85,12 +92,10 @@ def gate(release: str, *, model: str | None = None, workspace: Any = None,
     return GateReport(rel.name, rel.version, tuple(results))
 
 
-def _evidence(ws, a) -> tuple[str, ...]:
+def _evidence(ws: Workspace, a: Approval) -> tuple[str, ...]:
     """With a tracking store configured (``MLFLOW_TRACKING_URI``: a team's server), the
     approval must also agree with the run it cites: the record is in the repository, the run
     is not. (The default store is a file on the approver's machine, absent in CI.)"""
-    import os
-
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return ()
     from promptgov.eval._tracking import client
@@ -100,10 +105,10 @@ def _evidence(ws, a) -> tuple[str, ...]:
                  for p in approval_evidence_problems(client(ws.root), a))
 
 
-def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> VersionGate:
+def _rerun(ws: Workspace, a: Approval, policy: Policy, model: str | None, concurrency: int,
+           track: bool) -> VersionGate:
     from promptgov.eval import evaluate
     from promptgov.hashing import short
-    from promptgov.workspace._lock import file_sha
 
     try:
         pv = ws.prompt(a.ref)
@@ -118,24 +123,9 @@ def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> V
                   for k, v in now.items() if v != getattr(a, k))
     if drift:  # re-running something else than what was approved would prove nothing
         return VersionGate(a.ref, model, a.evalset, problems=drift)
-    problems: list[str] = []
-    if model is None and a.cassette:
-        path = ws.root / a.cassette
-        if not path.is_file():
-            return VersionGate(a.ref, None, a.evalset, problems=(
-                f"the cassette recorded at approval, {a.cassette}, is missing (fix: restore it "
-                "from git, or pass --model)",))
-        if file_sha(path) != a.cassette_sha:
-            problems.append(f"{a.cassette} changed since the approval (fix: restore it from git)")
-        spec = f"replay:{path}"
-    elif model is None and a.model.startswith("local/"):
-        spec = a.model
-    elif model is None:
-        return VersionGate(a.ref, None, a.evalset, problems=(
-            f"approved with {a.model}, which cannot re-run offline, and no cassette was recorded "
-            "(fix: pass --model, or approve with --record-cassette)",))
-    else:
-        spec = model
+    spec, problems = _model_spec(ws, a, model)
+    if spec is None:
+        return VersionGate(a.ref, None, a.evalset, problems=problems)
     r = evaluate(pv, es, model=spec, workspace=ws, cache=False, track=track,
                  concurrency=concurrency)
     metrics = dict(r.metrics)
@@ -144,4 +134,28 @@ def _rerun(ws, a, policy, model: str | None, concurrency: int, track: bool) -> V
     runs = {str(g.limit): str(g.value) for g in a.gates
             if g.gate == "required_evalsets" and g.passed}
     checks = check_gates(policy.gates.for_prompt(a.prompt, pv.kind), metrics, runs)
-    return VersionGate(a.ref, r.model, r.evalset, tuple(checks), tuple(problems), r.metrics)
+    return VersionGate(a.ref, r.model, r.evalset, tuple(checks), problems, r.metrics)
+
+
+def _model_spec(ws: Workspace, a: Approval, model: str | None
+                ) -> tuple[str | None, tuple[str, ...]]:
+    """The model to re-run approval ``a`` with (``model``, else the approval's cassette, else
+    its offline model) and what is wrong with it; None when it cannot re-run, the problems then
+    saying why."""
+    from promptgov.workspace._lock import file_sha
+
+    if model is not None:
+        return model, ()
+    if a.cassette:
+        path = ws.root / a.cassette
+        if not path.is_file():
+            return None, (f"the cassette recorded at approval, {a.cassette}, is missing (fix: "
+                          "restore it from git, or pass --model)",)
+        if file_sha(path) != a.cassette_sha:
+            return f"replay:{path}", (f"{a.cassette} changed since the approval (fix: restore "
+                                      "it from git)",)
+        return f"replay:{path}", ()
+    if a.model.startswith("local/"):
+        return a.model, ()
+    return None, (f"approved with {a.model}, which cannot re-run offline, and no cassette was "
+                  "recorded (fix: pass --model, or approve with --record-cassette)",)

@@ -23,10 +23,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import WorkspaceError
 from promptgov.hashing import short
+
+if TYPE_CHECKING:
+    from promptgov.governance._check import Scan
+    from promptgov.governance._problem import Problem
 
 RELEASES_DIR = "governance/releases"
 APPROVALS_DIR = "governance/approvals"
@@ -153,7 +157,7 @@ def approval_facts(root: Path, ref: str) -> dict[str, Any] | None:
     return raw
 
 
-def mismatches(s, ref: str, a: dict[str, Any]) -> list[str]:
+def mismatches(s: Scan, ref: str, a: dict[str, Any]) -> list[str]:
     """How the workspace now differs from what approval ``a`` of ``ref`` was bound to."""
     cur = s.prompts.get(ref, {})
     out = []
@@ -178,13 +182,13 @@ def mismatches(s, ref: str, a: dict[str, Any]) -> list[str]:
     return out
 
 
-def release_problems(s, releases: list[Release]):
+def release_problems(s: Scan, releases: list[Release]) -> list[Problem]:
     """``check``'s verdict on ``releases`` against scan ``s``: every named version approved,
     not revoked, still matching its approval, and no breaking schema change against the
     previous release."""
     from promptgov.governance._problem import Problem
 
-    out = []
+    out: list[Problem] = []
     for rel in releases:
         tag = f"release {rel.name} v{rel.version}"
         for ref in rel.prompts:
@@ -221,40 +225,51 @@ def release_problems(s, releases: list[Release]):
     return out
 
 
-def _breaking(s, rel: Release, tag: str):
+def _breaking(s: Scan, rel: Release, tag: str) -> list[Problem]:
     """Schemas of this release that break the schema the previous release answered with."""
-    from promptgov.governance._problem import Problem
-
-    before = dict(r.split("@") for r in rel.previous)
+    before = {name: v for name, v in (r.split("@") for r in rel.previous)}
     out = []
     for ref in rel.prompts:
         name = ref.split("@")[0]
         if name not in before or f"{name}@{before[name]}" == ref:
             continue
-        old_ref = f"{name}@{before[name]}"
-        old_sid = s.lock["prompts"].get(old_ref, {}).get("schema")
-        new_sid = (s.prompts.get(ref) or s.lock["prompts"].get(ref) or {}).get("schema")
-        if old_sid is None:
-            continue
-        old = s.lock["schemas"].get(old_sid)
-        new = (s.schemas.get(new_sid) or s.lock["schemas"].get(new_sid)) if new_sid else None
-        if old is None or (new is not None and new["hash"] == old["hash"]):
-            continue
-        if new is None:
-            changes = [f"answers with free text instead of {old_sid}"]
-        else:
-            from promptgov.workspace._schema import diff_schemas
-
-            changes = [str(c) for c in diff_schemas(old["json_schema"], new["json_schema"])
-                       if c.breaking]
-        if changes:
-            out.append(Problem(
-                rel.file, f"{tag}: {ref} answers with schema {new_sid or 'none'}, which breaks "
-                f"{old_sid} of {old_ref} in release v{rel.previous_version}: "
-                + "; ".join(changes),
-                "change the schema additively only (new optional fields, new enum values), or "
-                "ship it as a new release name"))
+        problem = _schema_break(s, rel, tag, ref, f"{name}@{before[name]}")
+        if problem is not None:
+            out.append(problem)
     return out
+
+
+def _schema_break(s: Scan, rel: Release, tag: str, ref: str, old_ref: str) -> Problem | None:
+    """How ``ref`` of this release breaks the schema ``old_ref`` answered with in the previous
+    one (None: it does not)."""
+    from promptgov.governance._problem import Problem
+
+    old_sid = s.lock["prompts"].get(old_ref, {}).get("schema")
+    new_sid = (s.prompts.get(ref) or s.lock["prompts"].get(ref) or {}).get("schema")
+    if old_sid is None:
+        return None
+    changes = _breaking_changes(s, old_sid, new_sid)
+    if not changes:
+        return None
+    return Problem(
+        rel.file, f"{tag}: {ref} answers with schema {new_sid or 'none'}, which breaks "
+        f"{old_sid} of {old_ref} in release v{rel.previous_version}: " + "; ".join(changes),
+        "change the schema additively only (new optional fields, new enum values), or "
+        "ship it as a new release name")
+
+
+def _breaking_changes(s: Scan, old_sid: str, new_sid: str | None) -> list[str]:
+    """What breaks a consumer of ``old_sid`` when answers come as ``new_sid`` (None: free
+    text); nothing when the old schema is not in the lock or the two are the same."""
+    old = s.lock["schemas"].get(old_sid)
+    new = (s.schemas.get(new_sid) or s.lock["schemas"].get(new_sid)) if new_sid else None
+    if old is None or (new is not None and new["hash"] == old["hash"]):
+        return []
+    if new is None:
+        return [f"answers with free text instead of {old_sid}"]
+    from promptgov.workspace._schema import diff_schemas
+
+    return [str(c) for c in diff_schemas(old["json_schema"], new["json_schema"]) if c.breaking]
 
 
 # -- promptgov release -------------------------------------------------------------------------

@@ -4,8 +4,9 @@ imports)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from promptgov.errors import GovernanceError
 from promptgov.governance._releases import (
@@ -17,9 +18,12 @@ from promptgov.governance._releases import (
     release_problems,
 )
 
+if TYPE_CHECKING:
+    from promptgov.workspace import Workspace
+
 
 def release(name: str, prompts: list[str], *, description: str | None = None,
-            workspace: Any = None) -> Release:
+            workspace: Workspace | str | os.PathLike[str] | None = None) -> Release:
     """Create or update release ``name`` to ship ``prompts`` (``PROMPT@VERSION`` each).
 
     Refuses (raises, writes nothing) unless every version is approved and matches its approval,
