@@ -103,7 +103,7 @@ class ResponseCache:
         self._jlock = threading.Lock()  # the journal and the pending rows
         self._mem: dict[str, Completion] = {}
         self._preloaded: set[str] = set()
-        self._pending: list[tuple] = []
+        self._pending: list[tuple[Any, ...]] = []
         self._batch, self._flush_s = batch, flush_s
         self._last_fold = time.monotonic()
         self._error: BaseException | None = None
@@ -174,7 +174,7 @@ class ResponseCache:
         finally:
             self._db_lock.release()
 
-    def _insert(self, rows: list) -> None:
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         self._db.executemany(_INSERT, [tuple(_sql_text(v) for v in r) for r in rows])
         self._db.commit()
 
@@ -254,10 +254,10 @@ class ResponseCache:
 
     def __len__(self) -> int:
         with self._db_lock:
-            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
 
-def _completion(r) -> Completion:
+def _completion(r: tuple[Any, ...]) -> Completion:
     return Completion(text=_py_text(r[2]), model=r[1], usage=Usage(r[3] or 0, r[4] or 0),
                       latency_s=r[6] or 0.0, cost_usd=r[5] or 0.0, cached=True,
                       finish_reason=r[7])

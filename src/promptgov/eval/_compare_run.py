@@ -11,18 +11,23 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from promptgov.eval._tracking import RUN_TAG, experiment_id
+from promptgov.eval._store import RUN_TAG
+from promptgov.eval._tracking import experiment_id
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COMPARE_TAG = "promptgov.compared"
 
 
-def digest(df) -> str:
+def digest(df: pd.DataFrame) -> str:
     key = f"{df.attrs['baseline']}|" + ",".join(sorted(map(str, df["run_id"])))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def already_logged(root: Path, df) -> str | None:
+def already_logged(root: Path, df: pd.DataFrame) -> str | None:
     """The compare run of exactly this comparison, when the run index knows one."""
     from promptgov.eval import _runindex
 
@@ -35,14 +40,14 @@ def already_logged(root: Path, df) -> str | None:
         exp = c.get_experiment_by_name(df.attrs["prompt"])
         hits = c.search_runs([exp.experiment_id], f"tags.`{COMPARE_TAG}` = '{d}' and "
                              "attributes.status = 'FINISHED'", max_results=1) if exp else []
-        return hits[0].info.run_id if hits else None
+        return str(hits[0].info.run_id) if hits else None
     for e in got:
         if e["tags"].get(COMPARE_TAG) == d and e["status"] == "FINISHED":
-            return e["run_id"]
+            return str(e["run_id"])
     return None
 
 
-def log_compare(root: Path, df) -> str:
+def log_compare(root: Path, df: pd.DataFrame) -> str:
     """Log ``df`` (what :func:`promptgov.compare` returned) as one run; returns its id."""
     from mlflow.entities import Metric, Param
 
@@ -53,7 +58,8 @@ def log_compare(root: Path, df) -> str:
     c = client(root)
     exp = experiment_id(c, root, name)
     now = int(time.time() * 1000)
-    metrics, params = [], [Param("baseline", str(base))]
+    metrics: list[Metric] = []
+    params = [Param("baseline", str(base))]
     for v, row in df.iterrows():
         params.append(Param(f"run.v{v}", str(row["run_id"])))
         for k in ("accuracy", "failure_rate", "cost_per_1k_usd", "latency_p95_s"):
@@ -69,7 +75,7 @@ def log_compare(root: Path, df) -> str:
             COMPARE_TAG: digest(df), "mlflow.note.content": _note(df, base)}
     with _runindex.writing(root, c) as new:
         run = c.create_run(exp, run_name=f"compare {name} · {', '.join(models)}", tags=tags)
-        rid = run.info.run_id
+        rid: str = run.info.run_id
         new.append(rid)
         try:
             c.log_batch(rid, metrics=metrics[:1000], params=params[:100])
@@ -86,7 +92,7 @@ def log_compare(root: Path, df) -> str:
     return rid
 
 
-def _note(df, base: int) -> str:
+def _note(df: pd.DataFrame, base: int) -> str:
     lines = [f"{df.attrs['prompt']}: versions against baseline v{base} (paired by case)."]
     for v, row in df.iterrows():
         if v != base:
@@ -95,13 +101,13 @@ def _note(df, base: int) -> str:
     return "\n".join(lines)
 
 
-def _plain(x):
+def _plain(x: Any) -> Any:
     if hasattr(x, "item"):
         x = x.item()
     return None if isinstance(x, float) and x != x else x
 
 
-def _pareto(df):
+def _pareto(df: pd.DataFrame) -> Any:
     """Accuracy against cost (or latency) per version, the non-dominated ones joined."""
     try:
         import matplotlib
@@ -117,7 +123,8 @@ def _pareto(df):
     if xcol is None:
         return None
     pts = sorted((float(r[xcol]), float(r["accuracy"]), int(v)) for v, r in df.iterrows())
-    front, best = [], -1.0
+    front: list[tuple[float, float]] = []
+    best = -1.0
     for x, y, _v in pts:
         if y > best:
             front.append((x, y))

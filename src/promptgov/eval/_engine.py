@@ -422,15 +422,20 @@ def resolve(workspace: WorkspaceLike, prompt: str | PromptVersion,
 
     ws = Workspace.of(workspace)  # a Workspace, a path, or None (found)
     pv = ws.prompt(prompt) if isinstance(prompt, str) else prompt
-    es_ref = evalset or pv.evalset
-    if es_ref is None:
-        raise WorkspaceError(f"prompts/{pv.name}/v{pv.version}.yaml", f"{pv.ref} names no "
-                             "evalset", "pass evalset=... or add `evalset:` to the prompt file")
-    es = ws.evalset(es_ref) if isinstance(es_ref, str) else es_ref
+    es = evalset_for(ws, pv, evalset)
     schema = ws.schema(pv.response_schema).model if pv.response_schema else None
     policy = load_policy(ws.root)
     m = get_model(model or pv.model.id, prices=policy.prices, **(model_options or {}))
     return EvalTarget(ws, pv, es, schema, policy, m)
+
+
+def evalset_for(ws: Workspace, pv: PromptVersion, evalset: str | Evalset | None) -> Evalset:
+    """``evalset`` (a name or the object), else the one the prompt names."""
+    es_ref = evalset or pv.evalset
+    if es_ref is None:
+        raise WorkspaceError(f"prompts/{pv.name}/v{pv.version}.yaml", f"{pv.ref} names no "
+                             "evalset", "pass evalset=... or add `evalset:` to the prompt file")
+    return ws.evalset(es_ref) if isinstance(es_ref, str) else es_ref
 
 
 def run_cases(ws: Workspace, pv: PromptVersion, es: Evalset, schema: type[BaseModel] | None,

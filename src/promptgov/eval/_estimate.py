@@ -13,7 +13,10 @@ it is an upper estimate (retries and re-asks are not included).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from promptgov.eval._engine import WorkspaceLike
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Estimate:
                 f"{self.max_completion_tokens:,} completion tokens; {cost}")
 
 
-def estimate(ref: str, *, workspace: Any = None, model: str | None = None,
+def estimate(ref: str, *, workspace: WorkspaceLike = None, model: str | None = None,
              evalset: str | None = None) -> Estimate:
     """The cases, tokens and cost of evaluating ``ref``; nothing is sent or logged.
 
@@ -53,16 +56,16 @@ def estimate(ref: str, *, workspace: Any = None, model: str | None = None,
         >>> pg.estimate("ticket_triage@2", model="openai/gpt-4o-mini").summary()  # doctest: +SKIP
         'ticket_triage@2 on ticket_triage@1 with openai/gpt-4o-mini: 770 cases, ...'
     """
+    from promptgov.eval._engine import evalset_for
     from promptgov.model._base import Usage
     from promptgov.model._cost import is_priced, price_usd
     from promptgov.model._embedding import token_count
     from promptgov.workspace import Workspace
     from promptgov.workspace._policy import load_policy
 
-    ws = workspace if isinstance(workspace, Workspace) else (
-        Workspace(workspace) if workspace is not None else Workspace.find())
+    ws = Workspace.of(workspace)
     pv = ws.prompt(ref)
-    es = ws.evalset(evalset or pv.evalset)
+    es = evalset_for(ws, pv, evalset)
     model_id = model or pv.model.id
     fixed_tokens, tokens = None, 0
     for case in es.cases:

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 class Logger:
@@ -44,7 +45,7 @@ class Logger:
             except ValueError:
                 continue
             if answer.get("run_id"):
-                return answer["run_id"]
+                return str(answer["run_id"])
             raise RuntimeError(answer.get("error") or "the MLflow logger failed")
         tail = [x for x in err.strip().splitlines() if x.strip()]
         raise RuntimeError(tail[-1][:300] if tail else
@@ -54,7 +55,8 @@ class Logger:
         """Stop the child without logging (the eval stopped)."""
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.close()
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
@@ -67,6 +69,8 @@ class Logger:
 def _child(root: Path, experiment: str) -> int:
     from promptgov.eval._pending import _one_line
 
+    opened: tuple[Any, str] | None = None
+    failure: str | None = None
     try:
         from promptgov.eval._tracking import client, experiment_id
 

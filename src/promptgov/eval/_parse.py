@@ -28,7 +28,8 @@ def parse_output(text: str, model: type[BaseModel]) -> tuple[dict[str, Any], lis
     raw = text.strip()
     m = _FENCE.match(raw)
     if m:
-        raw, _ = m.group(1).strip(), repairs.append("fenced")
+        raw = m.group(1).strip()
+        repairs.append("fenced")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, an over-long int, deep nesting
@@ -79,7 +80,7 @@ def _python_literal(raw: str) -> Any:
         return None  # TypeError: an unhashable key or set member, {[1]: 2}
 
 
-def _enum_values(prop: dict, defs: dict) -> list[str] | None:
+def _enum_values(prop: dict[str, Any], defs: dict[str, Any]) -> list[str] | None:
     if "$ref" in prop:
         prop = defs.get(prop["$ref"].split("/")[-1], {})
     if "enum" in prop:
@@ -91,7 +92,8 @@ def _enum_values(prop: dict, defs: dict) -> list[str] | None:
     return None
 
 
-def _fix_enum_case(data: dict, props: dict, defs: dict) -> bool:
+def _fix_enum_case(data: dict[str, Any], props: dict[str, Any], defs: dict[str, Any]
+                   ) -> bool:
     fixed = False
     for k, prop in props.items():
         items = prop.get("items") if prop.get("type") == "array" else None

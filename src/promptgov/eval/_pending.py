@@ -12,12 +12,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptgov.eval._result import EvalResult
 
 PENDING_DIR = ".promptgov/pending"
 
 
-def save(root: Path, result, snap: dict[str, Any], *, in_flight: bool = False) -> Path:
+def save(root: Path, result: EvalResult, snap: dict[str, Any], *, in_flight: bool = False
+         ) -> Path:
     """Keep ``result`` for a later upload; atomic (a reader never sees half a file).
     ``in_flight``: a hidden name that ``log --pending`` skips, for a result being logged now
     (:func:`publish` makes it pending if that fails)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,7 +50,7 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def entry(run) -> dict[str, Any]:
+def entry(run: Any) -> dict[str, Any]:
     """The index entry of an MLflow ``Run``."""
     i = run.info
     return {"run_id": i.run_id, "experiment_id": i.experiment_id, "status": i.status,
@@ -59,7 +60,7 @@ def entry(run) -> dict[str, Any]:
 
 
 @contextmanager
-def writing(root: Path, c):
+def writing(root: Path, c: Any) -> Iterator[list[str]]:
     """Hold the store lock around a write to the store; yields a list the writer appends its
     new run ids to. If the index was current before the write, it is after (the new runs are
     indexed and the stamp moves on); if the write fails half-way, the index is left untrusted
@@ -100,7 +101,7 @@ def runs(root: Path) -> list[dict[str, Any]] | None:
         return None
 
 
-def rebuild(root: Path, c, *, locked: bool = False) -> list[dict[str, Any]]:
+def rebuild(root: Path, c: Any, *, locked: bool = False) -> list[dict[str, Any]]:
     """Re-index every promptgov run of the local store from MLflow (the slow path, once).
     ``locked``: the caller already holds the store lock."""
     from contextlib import nullcontext
@@ -129,7 +130,7 @@ def rebuild(root: Path, c, *, locked: bool = False) -> list[dict[str, Any]]:
     return found
 
 
-def as_run(e: dict[str, Any]):
+def as_run(e: dict[str, Any]) -> SimpleNamespace:
     """An index entry shaped like an MLflow ``Run`` (``.info``, ``.data``) for readers."""
     return SimpleNamespace(
         info=SimpleNamespace(run_id=e["run_id"], experiment_id=e["experiment_id"],
@@ -138,7 +139,7 @@ def as_run(e: dict[str, Any]):
         data=SimpleNamespace(tags=e["tags"], params=e["params"], metrics=e["metrics"]))
 
 
-def all_runs(root: Path, c) -> list:
+def all_runs(root: Path, c: Any) -> list[SimpleNamespace]:
     """Every promptgov run as Run-shaped objects: from the index when it is trusted, else from
     MLflow through client ``c`` (rebuilding the index for a local store)."""
     got = runs(root)
@@ -147,7 +148,7 @@ def all_runs(root: Path, c) -> list:
     return [as_run(e) for e in got]
 
 
-def resolve_run_id(root: Path, c, run_id: str) -> str:
+def resolve_run_id(root: Path, c: Any, run_id: str) -> str:
     """The full id of run ``run_id`` given any unique prefix of it (as ``compare`` and
     ``status`` print 8 characters); unchanged when nothing or more than one run matches (the
     caller's lookup then says so), except that an ambiguous prefix raises."""

@@ -14,11 +14,16 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.eval._record import TABLE_COLUMNS, CaseRecord
 from promptgov.eval._store import RUN_TAG
 from promptgov.eval._tracking import experiment_id
+
+if TYPE_CHECKING:
+    from promptgov.eval._result import EvalResult
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._prompt import PromptVersion
 
 HEADLINE = ("accuracy", "object_match", "pass_rate", "failure_rate", "cost_per_1k_usd",
             "latency_p95_s", "automation_rate")
@@ -29,7 +34,8 @@ HEADLINE = ("accuracy", "object_match", "pass_rate", "failure_rate", "cost_per_1
 KIND_LABEL = {"classification": "triage", "extraction": "extract", "draft": "draft"}
 
 
-def snapshot(pv, ws=None, lock_state: str | None = None) -> dict[str, Any]:
+def snapshot(pv: PromptVersion, ws: Workspace | None = None, lock_state: str | None = None
+             ) -> dict[str, Any]:
     """What the run needs of prompt version ``pv``, as JSON-safe data."""
     text = None
     if ws is not None:
@@ -50,11 +56,10 @@ def run_name(snap: dict[str, Any], model: str, suffix: str = "") -> str:
                                                                           else [])]) + f" · {model}"
 
 
-def log_eval(root: Path, result, snap: dict[str, Any], opened: tuple | None = None) -> str:
+def log_eval(root: Path, result: EvalResult, snap: dict[str, Any],
+             opened: tuple[Any, str] | None = None) -> str:
     """Log ``result`` as one MLflow run; returns the run id. ``opened``: ``(client,
     experiment id)`` already opened (by the logger process, :mod:`promptgov.eval._logger`)."""
-    from mlflow.entities import Metric, Param
-
     from promptgov.eval._tracking import client
 
     if opened is not None:
@@ -63,31 +68,15 @@ def log_eval(root: Path, result, snap: dict[str, Any], opened: tuple | None = No
         c = client(root)
         exp = experiment_id(c, root, snap["name"])
     drifted = snap.get("lock_state") == "drifted"
-    tags = {RUN_TAG: snap["ref"] if not drifted else f"{snap['ref']}~drifted",
-            "promptgov.kind": "eval", "promptgov.evalset": result.evalset,
-            "promptgov.model": result.model, "promptgov.lock": snap.get("lock_state") or "",
-            "promptgov.headline": ",".join(k for k in HEADLINE if k in result.metrics),
-            "mlflow.note.content": _note(result, snap)}
-    now = int(time.time() * 1000)
-    order = [k for k in HEADLINE if k in result.metrics] + sorted(
-        k for k in result.metrics if k not in HEADLINE)
-    metrics = [Metric(k, float(result.metrics[k]), now, 0) for k in order
-               if result.metrics[k] == result.metrics[k]]  # NaN (no case in a band): left out
-    params = [Param(k, str(v)[:6000]) for k, v in result.params.items()]
     from promptgov.eval._runindex import writing
 
     with writing(root, c) as new:
-        run = c.create_run(exp, run_name=run_name(snap, result.model), tags=tags)
-        rid = run.info.run_id
+        run = c.create_run(exp, run_name=run_name(snap, result.model),
+                           tags=_tags(result, snap, drifted))
+        rid: str = run.info.run_id
         new.append(rid)
         try:
-            for i in range(0, max(len(params), len(metrics)), 100):
-                c.log_batch(rid, metrics=metrics[i:i + 100], params=params[i:i + 100])
-            c.log_inputs(rid, datasets=[_dataset_input(result)])
-            c.log_table(rid, data=table(result.records), artifact_file="cases.json")
-            c.log_text(rid, snap["rendered_probe"], "prompt/rendered_probe.json")
-            if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
-                c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
+            _log_data(c, rid, result, snap)
             if not drifted:
                 link_prompt(c, rid, register_prompt(c, snap, exp), exp,
                             local=c.tracking_uri.startswith("sqlite:"))
@@ -98,7 +87,35 @@ def log_eval(root: Path, result, snap: dict[str, Any], opened: tuple | None = No
     return rid
 
 
-def _note(result, snap: dict[str, Any]) -> str:
+def _tags(result: EvalResult, snap: dict[str, Any], drifted: bool) -> dict[str, str]:
+    return {RUN_TAG: snap["ref"] if not drifted else f"{snap['ref']}~drifted",
+            "promptgov.kind": "eval", "promptgov.evalset": result.evalset,
+            "promptgov.model": result.model, "promptgov.lock": snap.get("lock_state") or "",
+            "promptgov.headline": ",".join(k for k in HEADLINE if k in result.metrics),
+            "mlflow.note.content": _note(result, snap)}
+
+
+def _log_data(c: Any, rid: str, result: EvalResult, snap: dict[str, Any]) -> None:
+    """Metrics (headline first) and params in batches, the evalset as a dataset input, the
+    cases table, the rendered probe and the prompt file's own bytes."""
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    order = [k for k in HEADLINE if k in result.metrics] + sorted(
+        k for k in result.metrics if k not in HEADLINE)
+    metrics = [Metric(k, float(result.metrics[k]), now, 0) for k in order
+               if result.metrics[k] == result.metrics[k]]  # NaN (no case in a band): left out
+    params = [Param(k, str(v)[:6000]) for k, v in result.params.items()]
+    for i in range(0, max(len(params), len(metrics)), 100):
+        c.log_batch(rid, metrics=metrics[i:i + 100], params=params[i:i + 100])
+    c.log_inputs(rid, datasets=[_dataset_input(result)])
+    c.log_table(rid, data=table(result.records), artifact_file="cases.json")
+    c.log_text(rid, snap["rendered_probe"], "prompt/rendered_probe.json")
+    if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
+        c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
+
+
+def _note(result: EvalResult, snap: dict[str, Any]) -> str:
     m = result.metrics
     head = ", ".join(f"{k} {m[k]:.4g}" for k in HEADLINE if k in m and m[k] == m[k])
     drift = ("\n\n**Drifted**: the prompt file did not match the lock when this ran; it is "
@@ -107,7 +124,7 @@ def _note(result, snap: dict[str, Any]) -> str:
             f"{result.model}: {head}.{drift}")
 
 
-def _dataset_input(result):
+def _dataset_input(result: EvalResult) -> Any:
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     p = result.params
@@ -119,7 +136,7 @@ def _dataset_input(result):
     return DatasetInput(ds, tags=[InputTag("mlflow.data.context", "eval")])
 
 
-def register_prompt(c, snap: dict[str, Any], experiment: str | None = None):
+def register_prompt(c: Any, snap: dict[str, Any], experiment: str | None = None) -> Any:
     """The MLflow prompt-registry version holding ``snap``; registered once per content hash.
     Processes registering versions of one prompt at once on a server can collide on the next
     version number: the loser looks again (the winner may have registered the same content)
@@ -160,17 +177,22 @@ def register_prompt(c, snap: dict[str, Any], experiment: str | None = None):
 _RUN_KEYS = ("mlflow.prompt.associatedRunIds", "mlflow.prompt.run_ids")
 
 
-def link_prompt(c, rid: str, pver, exp: str | None, local: bool = False) -> None:
+def link_prompt(c: Any, rid: str, pver: Any, exp: str | None, local: bool = False) -> None:
     """Run ↔ prompt version both ways, and the prompt to the experiment's Prompts tab, without
     the global tracking store MLflow's own linking helpers use."""
-    from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
     from mlflow.tracing.utils.prompt import update_linked_prompts_tag
 
     c.set_tag(rid, "mlflow.linkedPrompts", update_linked_prompts_tag(None, [pver]))
     c.set_tag(rid, "promptgov.registry_version", str(pver.version))
-    # The Python client reads associatedRunIds, the UI's version page ("MLflow runs:")
-    # run_ids. A tag is read, extended and written back: on a server two processes may do that
-    # at once, so the write is checked after a moment and repeated if another one overwrote it.
+    _link_version_to_run(c, rid, pver, local)
+    if exp is not None:
+        _link_prompt_to_experiment(c, pver.name, exp)
+
+
+def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool) -> None:
+    """The Python client reads associatedRunIds, the UI's version page ("MLflow runs:")
+    run_ids. A tag is read, extended and written back: on a server two processes may do that
+    at once, so the write is checked after a moment and repeated if another one overwrote it."""
     import random
 
     for _ in range(6):
@@ -183,12 +205,16 @@ def link_prompt(c, rid: str, pver, exp: str | None, local: bool = False) -> None
         if local:
             break  # the store lock serialises writers: nobody overwrote it
         time.sleep(random.uniform(0.05, 0.3))
-    if exp is not None:
-        ids = [e for e in (c.get_prompt(pver.name).tags or {}).get(
-            PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]
-        if exp not in ids:
-            c.set_prompt_tag(pver.name, PROMPT_EXPERIMENT_IDS_TAG_KEY,
-                             "," + ",".join([*ids, exp]) + ",")
+
+
+def _link_prompt_to_experiment(c: Any, name: str, exp: str) -> None:
+    """The experiment's Prompts tab lists the prompt."""
+    from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
+
+    ids = [e for e in (c.get_prompt(name).tags or {}).get(
+        PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]
+    if exp not in ids:
+        c.set_prompt_tag(name, PROMPT_EXPERIMENT_IDS_TAG_KEY, "," + ",".join([*ids, exp]) + ",")
 
 
 def table(records: Sequence[CaseRecord]) -> dict[str, list[Any]]:

@@ -31,7 +31,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     if n == 0:
         return 1.0
     tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    return min(1.0, 2 * tail / (1 << n))  # 1 << n: 2**n typed as an int
 
 
 def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], seed: int = 0, *,

@@ -4,6 +4,7 @@ by the tracking code and the local run index (so neither imports the other back)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def is_local(uri: str) -> bool:
 
 
 @contextmanager
-def store_lock(root: Path):
+def store_lock(root: Path) -> Iterator[None]:
     """Serialise creation, migration of and writes to the workspace's SQLite store across
     processes (``.promptgov/mlflow.lock``); a no-op for a server, which serialises itself."""
     if not tracking_uri(root).startswith("sqlite:"):

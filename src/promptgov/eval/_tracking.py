@@ -18,7 +18,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from promptgov.eval._store import (  # noqa: F401  (RUN_TAG, is_local: re-exported)
     RUN_TAG,
@@ -101,7 +101,7 @@ def _redact(uri: str) -> str:
     return f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else uri
 
 
-def client(root: Path):
+def client(root: Path) -> Any:
     """The ``MlflowClient`` of the workspace's store, opened (and created or migrated, under the
     store lock) once per process."""
     uri = tracking_uri(root)
@@ -152,7 +152,7 @@ def ui_path(exp_id: str) -> str:
             "&workflowType=machine_learning")
 
 
-def experiment_id(c, root: Path, name: str) -> str:
+def experiment_id(c: Any, root: Path, name: str) -> str:
     """The experiment ``name`` (created once; a concurrent creator wins and is used). New
     experiments open on their runs, not on an empty traces view, and carry the promptgov
     view of the runs list (:data:`VIEW_KEY`)."""
@@ -166,7 +166,7 @@ def experiment_id(c, root: Path, name: str) -> str:
             with writing(root, c):
                 c.set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
                                      view_state())
-        return exp.experiment_id
+        return str(exp.experiment_id)
     art = None
     if c.tracking_uri.startswith("sqlite:"):  # keep artifacts in the workspace, not in the cwd
         art = (root / ".promptgov" / "mlartifacts" / name).as_uri()
@@ -174,18 +174,18 @@ def experiment_id(c, root: Path, name: str) -> str:
         with writing(root, c):
             exp = c.get_experiment_by_name(name)
             if exp is not None:
-                return exp.experiment_id
-            return c.create_experiment(name, artifact_location=art, tags={
+                return str(exp.experiment_id)
+            return str(c.create_experiment(name, artifact_location=art, tags={
                 "mlflow.experimentKind": "custom_model_development",
                 f"mlflow.sharedViewState.{VIEW_KEY}": view_state(),
                 "mlflow.note.content": f"promptgov runs of prompt {name}: one per evaluation "
                 "(headline metrics: accuracy, failure_rate, cost_per_1k_usd, latency_p95_s, "
-                "automation_rate), adversarial runs, and compare runs."})
+                "automation_rate), adversarial runs, and compare runs."}))
     except MlflowException:
         exp = c.get_experiment_by_name(name)  # another process created it first
         if exp is None:
             raise
-        return exp.experiment_id
+        return str(exp.experiment_id)
 
 
 def provenance(ws: Workspace, pv: PromptVersion, es: Evalset, model: str,
