@@ -187,24 +187,24 @@ def _upcoming(today: date, month: int, day: int) -> date | None:
     return None
 
 
-Span = tuple[int, int]
-DateCandidate = tuple[Span, date | None]
-TimeCandidate = tuple[Span, tuple[int, int] | None]
+_Span = tuple[int, int]
+_DateCandidate = tuple[_Span, date | None]
+_TimeCandidate = tuple[_Span, tuple[int, int] | None]
 
 
-def _date_candidates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _date_candidates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     """(position, date or None) of every date expression in ``text``, pattern by pattern in a
     fixed order (on a tie, :func:`_resolve` keeps the first)."""
     for find in _DATE_FINDERS:
         yield from find(text, today)
 
 
-def _iso_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _iso_dates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     for m in _ISO.finditer(text):
         yield m.span(), _safe_date(*map(int, m.groups()))
 
 
-def _numeric_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _numeric_dates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     """``03/04/2022``: day first, unless only the second number can be a day."""
     for m in _NUMERIC_DATE.finditer(text):
         a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
@@ -213,7 +213,7 @@ def _numeric_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
         yield m.span(), _safe_date(y, month, day)
 
 
-def _named_month_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _named_month_dates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     """``22nd of April [2022]`` and ``April 22nd [2022]``; without a year, the next one."""
     for pat, di, mi in ((_DAY_MONTH, 1, 2), (_MONTH_DAY, 2, 1)):
         for m in pat.finditer(text):
@@ -224,7 +224,7 @@ def _named_month_dates(text: str, today: date | None) -> Iterator[DateCandidate]
                 yield m.span(), _upcoming(today, month, day) if today else None
 
 
-def _day_only_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _day_only_dates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     """``the 22nd``: that day of this month, else of one of the next two."""
     for m in _DAY_ONLY.finditer(text):
         yield m.span(), _coming_day_of_month(today, int(m.group(1))) if today else None
@@ -240,7 +240,7 @@ def _coming_day_of_month(today: date, day: int) -> date | None:
     return d
 
 
-def _ago_in_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _ago_in_dates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     """``3 days ago``, ``in two weeks``, ``a month later``."""
     for m in _AGO_IN.finditer(text):
         if not (m.group(1) or m.group(4)):
@@ -260,7 +260,7 @@ _DAY_OFFSETS = {"day after tomorrow": 2, "day before yesterday": -2, "tomorrow":
                 "yesterday": -1, "last night": -1}
 
 
-def _relative_dates(text: str, today: date | None) -> Iterator[DateCandidate]:
+def _relative_dates(text: str, today: date | None) -> Iterator[_DateCandidate]:
     """``tomorrow``, ``last night``, ``this morning``, ``(last|next|this|coming) Friday``."""
     for m in _RELATIVE.finditer(text):
         if today is None:
@@ -283,15 +283,15 @@ def _weekday_date(today: date, which: str | None, weekday: str) -> date:
     return today + timedelta(days=delta)
 
 
-_DATE_FINDERS: tuple[Callable[[str, date | None], Iterator[DateCandidate]], ...] = (
+_DATE_FINDERS: tuple[Callable[[str, date | None], Iterator[_DateCandidate]], ...] = (
     _iso_dates, _numeric_dates, _named_month_dates, _day_only_dates, _ago_in_dates,
     _relative_dates)
 
 
-def _resolve(candidates: Iterable[tuple[Span, _V]]) -> list[tuple[Span, _V]]:
+def _resolve(candidates: Iterable[tuple[_Span, _V]]) -> list[tuple[_Span, _V]]:
     """Overlapping matches of several patterns ("at 10 past 9" is also "at 10") are one
     expression: keep the longest, drop what overlaps it."""
-    kept: list[tuple[Span, _V]] = []
+    kept: list[tuple[_Span, _V]] = []
     for (a, b), v in sorted(candidates, key=lambda c: (c[0][0] - c[0][1], c[0][0])):
         if all(b <= ka or a >= kb for (ka, kb), _ in kept):
             kept.append(((a, b), v))
@@ -351,26 +351,26 @@ def _apply_mark(h: int, mark: str | None) -> int:
     return h
 
 
-def _time_candidates(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _time_candidates(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     """(position, (hour, minute) or None) of every time expression in ``text``, pattern by
     pattern in a fixed order (on a tie, :func:`_resolve` keeps the first)."""
     for find in _TIME_FINDERS:
         yield from find(text, now)
 
 
-def _clock_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _clock_times(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     """``9:05``, ``9 05 in the morning``."""
     for m in (*_CLOCK.finditer(text), *_CLOCK_SP.finditer(text)):
         h, mi = m.group(1), m.group(2)
         yield m.span(), (_apply_mark(int(h), m.group("mark")), int(mi))
 
 
-def _ampm_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _ampm_times(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     for m in _AMPM.finditer(text):
         yield m.span(), (_apply_mark(int(m.group(1)), m.group("mark")), 0)
 
 
-def _past_to_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _past_to_times(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     """``10 past 9``, ``quarter to 7``, ``half past two in the afternoon``."""
     for m in _PAST_TO.finditer(text):
         a, rel, h = m.group(1).lower(), m.group(2).lower(), _hour(m.group(3))
@@ -383,7 +383,7 @@ def _past_to_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandi
         yield m.span(), (h, mins)
 
 
-def _at_hour_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _at_hour_times(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     """``at 3 night``, ``by 10 30``, ``until 5 o'clock``."""
     for m in _AT_HOUR.finditer(text):
         h, mi = int(m.group(1)), int(m.group(2) or 0)
@@ -391,12 +391,12 @@ def _at_hour_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandi
             yield m.span(), (_apply_mark(h % 24, m.group("mark")), mi)
 
 
-def _noon_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _noon_times(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     for m in _NOON.finditer(text):
         yield m.span(), (0 if m.group(1).lower() == "midnight" else 12, 0)
 
 
-def _minutes_ago_times(text: str, now: tuple[int, int] | None) -> Iterator[TimeCandidate]:
+def _minutes_ago_times(text: str, now: tuple[int, int] | None) -> Iterator[_TimeCandidate]:
     """``15 minutes ago``, ``in half an hour``: needs the reference time ``now``."""
     for m in _MIN_AGO.finditer(text):
         if not (m.group(1) or m.group(4)):
@@ -416,7 +416,7 @@ def _count(word: str) -> float:
         int(word) if word.isdigit() else _NUMWORDS[word.lower()])
 
 
-_TIME_FINDERS: tuple[Callable[[str, tuple[int, int] | None], Iterator[TimeCandidate]], ...] = (
+_TIME_FINDERS: tuple[Callable[[str, tuple[int, int] | None], Iterator[_TimeCandidate]], ...] = (
     _clock_times, _ampm_times, _past_to_times, _at_hour_times, _noon_times, _minutes_ago_times)
 
 

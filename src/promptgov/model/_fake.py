@@ -17,7 +17,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from promptgov.errors import ModelError, ModelTimeout, RateLimited, ServerError
@@ -250,12 +250,12 @@ def minimal_instance(schema: dict[str, Any], _node: dict[str, Any] | None = None
     if node.get("allOf"):
         return minimal_instance(root, _merge_all_of(node["allOf"], root), _depth + 1)
     t = _instance_type(node)
-    # A type that is not a string (or not a JSON Schema type name) has no minimal value.
+    # A malformed ``type`` (a dict is unhashable) gives None, as an unknown type name does.
     build = _MINIMAL_BY_TYPE.get(t) if isinstance(t, str) else None
     return build(node, root, _depth) if build is not None else None
 
 
-def _merge_all_of(parts: list[Any], root: dict[str, Any]) -> dict[str, Any]:
+def _merge_all_of(parts: Iterable[Any], root: dict[str, Any]) -> dict[str, Any]:
     """One schema from the parts of an ``allOf``: later keys win, except that ``properties``
     and ``required`` accumulate."""
     merged: dict[str, Any] = {}
