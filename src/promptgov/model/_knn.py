@@ -91,6 +91,8 @@ from promptgov.model._knn_prompt import _Prepared as _Prepared
 __all__ = ["KnnModel", "draft_reply", "embed", "load_embedder", "token_count"]
 
 _content, _role = itemgetter("content"), itemgetter("role")
+_Key = tuple[tuple[str, ...], tuple[str, ...]]
+"""The LRU key of a prompt's fixed messages: their roles, then their contents."""
 
 
 class KnnModel:
@@ -107,16 +109,16 @@ class KnnModel:
     id = MODEL_ID
 
     def __init__(self, cache_size: int = CACHE_SIZE):
-        self._cache: OrderedDict[int, tuple[tuple, _Prepared]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[_Key, _Prepared]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
-        self._last: tuple[tuple[dict, ...], _Prepared] | None = None
+        self._last: tuple[tuple[dict[str, str], ...], _Prepared] | None = None
 
     def __repr__(self) -> str:
         return "KnnModel()"
 
-    def _lookup(self, h: int, key: tuple) -> _Prepared | None:
+    def _lookup(self, h: int, key: _Key) -> _Prepared | None:
         with self._lock:
             hit = self._cache.get(h)
             if hit is None or hit[0] != key:

@@ -5,7 +5,7 @@ cues the prompt's demos give, never guessed.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from promptgov.model._knn_params import CUE_WORDS
 
@@ -35,7 +35,7 @@ class _StringCue:
       "card" are no names).
     """
 
-    def __init__(self, prep: _Prepared, answers: list):
+    def __init__(self, prep: _Prepared, answers: list[Any]):
         self.lexicon: dict[str, str] = {}
         self.cues: dict[tuple[str, ...], int] = {}
         df: dict[str, int] = {}

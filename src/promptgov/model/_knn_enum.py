@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from promptgov.model._embedding import embed
 from promptgov.model._knn_params import LIST_THRESHOLD, W_CENTROID, W_DESCRIPTION, W_KNN, K
@@ -17,57 +18,40 @@ from promptgov.model._knn_schema import _MISSING, _NAME_WORDS
 if TYPE_CHECKING:
     from promptgov.model._knn_prompt import _Prepared
 
+_Scored = tuple[NDArray[np.floating[Any]], float]
+"""Each value's score and how many values a list takes (:meth:`_Enum.scores`)."""
+
 
 class _Enum:
     """One enum field: value scores from demos, centroids and descriptions."""
 
-    def __init__(self, prep: _Prepared, values: list, answers: list, nullable: bool,
+    def __init__(self, prep: _Prepared, values: list[Any], answers: list[Any], nullable: bool,
                  descs: dict[str, str], multi: bool):
         self.multi = multi
-        self.values = list(values) + ([None] if nullable and not multi else [])
-        index = {json.dumps(v): i for i, v in enumerate(self.values)}
+        self.values: list[Any] = list(values) + ([None] if nullable and not multi else [])
         n, m = len(answers), len(self.values)
-        Y = np.zeros((n, m), np.float32)
-        for i, a in enumerate(answers):
-            if a is _MISSING or isinstance(a, list) != multi:
-                continue
-            for v in a if multi else (a,):
-                j = index.get(json.dumps(v))
-                if j is not None:
-                    Y[i, j] = 1.0
+        Y = _one_hot(self.values, answers, multi)
         keep = Y.sum(axis=1) > 0 if not multi else np.array(
             [isinstance(a, list) for a in answers], bool)
-        self.rows = np.flatnonzero(keep) if n else np.zeros(0, np.intp)
+        self.rows: NDArray[np.intp] = np.flatnonzero(keep) if n else np.zeros(0, np.intp)
         self.all_rows = len(self.rows) == n  # then demo similarities need no gather
-        self.Y = Y[self.rows]
+        self.Y: NDArray[np.float32] = Y[self.rows]
         has_demo = self.Y.sum(axis=0) > 0
-        C = self.Y.T @ prep.E[self.rows] if len(self.rows) else np.zeros((m, prep.E.shape[1]))
-        norms = np.linalg.norm(C, axis=1, keepdims=True)
-        self.C = (C / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-        texts, has_text = [], []
-        for v in self.values:
-            words = " ".join(_NAME_WORDS.findall(v.lower())) if isinstance(v, str) else ""
-            d = descs.get(str(v)) or prep.descriptions.get(str(v))
-            if d is None and v is not None:  # case-insensitive fallback
-                lk = str(v).lower()
-                d = next((dv for k, dv in prep.descriptions.items() if k.lower() == lk), None)
-            texts.append(f"{words}: {d}" if d and words else (d or words))
-            has_text.append(bool(d or words))  # true/false/null or a number alone say nothing
-        has_desc = np.array(has_text, bool)
-        self.D = embed(texts)
-        self.label = self.Y.argmax(axis=1)  # single-value field: each demo's value index
-        # additive masks: a value with no demo (or no text) gets no centroid (description) score
+        self.C = _centroids(self.Y, prep.E, self.rows, m)
+        texts = [_value_text(v, descs, prep.descriptions) for v in self.values]
+        # true/false/null or a number alone say nothing: no text, no description score
+        has_desc = np.array([bool(t) for t in texts], bool)
+        self.D: NDArray[np.float32] = embed(texts)
+        self.label: NDArray[np.intp] = self.Y.argmax(axis=1)  # single value: each demo's value
         # 0/1 masks: a value with no demo (or no text) gets no centroid (description) score
         # (a row with no value at all stays unmasked: its mixture weight is 0 anyway)
         self.cd_mask = np.stack([has_demo | ~has_demo.any(), has_desc | ~has_desc.any()]
                                 ).astype(np.float32)
-        w = [W_KNN if len(self.rows) else 0.0, W_CENTROID if len(self.rows) else 0.0,
-             W_DESCRIPTION if has_desc.any() else 0.0]
-        self.mix = [x / sum(w) for x in w] if sum(w) else w
+        self.mix = _mixture(bool(len(self.rows)), bool(has_desc.any()))
         self.cd_w = np.array(self.mix[1:], np.float32)
         self.c_off = 0  # rows of [C; D] in the plan's fused matrix (set by _Plan)
 
-    def scores(self, sims: np.ndarray, ex: np.ndarray) -> tuple[np.ndarray, float]:
+    def scores(self, sims: NDArray[np.float32], ex: NDArray[np.float32]) -> _Scored:
         """The probability-like score of each value, from the message's similarities ``sims``
         to the plan's fused matrix (demos, then each enum's centroids and descriptions) and
         their ``ex = exp(sims / TEMPERATURE)`` (cosines are within [-1, 1], so no overflow and
@@ -101,7 +85,7 @@ class _Enum:
             p += 1.0 / m
         return p, count
 
-    def decide(self, scored: tuple[np.ndarray, float], least: int = 0,
+    def decide(self, scored: _Scored, least: int = 0,
                most: int | None = None) -> tuple[Any, float]:
         """(value, margin) from :meth:`scores`: the best value and its lead over the second.
         A list takes the values scoring at least ``LIST_THRESHOLD`` (bounded by
@@ -123,3 +107,45 @@ class _Enum:
         inner = p[order[n - 1]] if n else 1.0
         outer = p[order[n]] if n < len(p) else 0.0
         return [self.values[i] for i in chosen], float(inner - outer)
+
+
+def _one_hot(values: list[Any], answers: list[Any], multi: bool) -> NDArray[np.float32]:
+    """Demos x values: 1 where a demo answered the value (values compared as JSON); a demo
+    with no answer, or a list answer for a single value (or the reverse), is a row of 0s."""
+    index = {json.dumps(v): i for i, v in enumerate(values)}
+    Y = np.zeros((len(answers), len(values)), np.float32)
+    for i, a in enumerate(answers):
+        if a is _MISSING or isinstance(a, list) != multi:
+            continue
+        for v in a if multi else (a,):
+            j = index.get(json.dumps(v))
+            if j is not None:
+                Y[i, j] = 1.0
+    return Y
+
+
+def _centroids(Y: NDArray[np.float32], E: NDArray[np.float32], rows: NDArray[np.intp],
+               m: int) -> NDArray[np.float32]:
+    """Each value's unit-length mean embedding of the demos answering it (0s with none)."""
+    C = Y.T @ E[rows] if len(rows) else np.zeros((m, E.shape[1]))
+    norms = np.linalg.norm(C, axis=1, keepdims=True)
+    return (C / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _value_text(v: Any, descs: dict[str, str], prompt_descs: dict[str, str]) -> str:
+    """``"<v as words>: <description>"``, either part alone when the other is empty; the
+    field's own descriptions first, then the prompt's (then case-insensitively)."""
+    words = " ".join(_NAME_WORDS.findall(v.lower())) if isinstance(v, str) else ""
+    d = descs.get(str(v)) or prompt_descs.get(str(v))
+    if d is None and v is not None:  # case-insensitive fallback
+        lk = str(v).lower()
+        d = next((dv for k, dv in prompt_descs.items() if k.lower() == lk), None)
+    return f"{words}: {d}" if d and words else (d or words)
+
+
+def _mixture(has_demos: bool, has_texts: bool) -> list[float]:
+    """The weights of (kNN, centroid, description): a source with no evidence drops out and
+    the others are renormalised (all 0 when none has any)."""
+    w = [W_KNN if has_demos else 0.0, W_CENTROID if has_demos else 0.0,
+         W_DESCRIPTION if has_texts else 0.0]
+    return [x / sum(w) for x in w] if sum(w) else w

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from datetime import date
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from promptgov.model import _extractors as ex
 from promptgov.model._embedding import _embed_one
 from promptgov.model._knn_cue import _StringCue
-from promptgov.model._knn_enum import _Enum
+from promptgov.model._knn_enum import _Enum, _Scored
 from promptgov.model._knn_params import CONFIDENCE_BIAS, CONFIDENCE_SLOPE, TEMPERATURE, K
 from promptgov.model._knn_schema import (
     _MISSING,
@@ -23,6 +26,7 @@ from promptgov.model._knn_schema import (
     _enum_of,
     _fits,
     _path_get,
+    _Schema,
     _type_ok,
     _unwrap,
     _value_descriptions,
@@ -32,11 +36,16 @@ from promptgov.model._knn_schema import (
 if TYPE_CHECKING:
     from promptgov.model._knn_prompt import _Prepared
 
+_Fill = Callable[["_Ctx"], Any]
+"""A field's fill function: its value (any JSON) for one call."""
+_Extract = Callable[..., str | float | None]
+"""A value from the message text (a dated extractor also takes the message's own date)."""
+
 
 class _Plan:
     """How to fill one response schema for one prepared prompt: a fill function per field."""
 
-    def __init__(self, prep: _Prepared, schema: dict):
+    def __init__(self, prep: _Prepared, schema: _Schema):
         self.prep = prep
         self.root = schema
         self.enums: list[_Enum] = []
@@ -52,59 +61,77 @@ class _Plan:
         self.M = np.ascontiguousarray(np.vstack(blocks), np.float32) if off else \
             np.zeros((0, prep.E.shape[1]), np.float32)
 
-    def _compile(self, node: Any, path: tuple[str, ...], name: str):
-        prep, root = self.prep, self.root
-        node, nullable = _unwrap(node, root)
-        desc = str(node.get("description", ""))
-        answers = [_path_get(a, path) for a in prep.demos_out]
-        t = node.get("type")
-        enum = _enum_of(node, root)
+    def _compile(self, node: Any, path: tuple[str, ...], name: str) -> _Fill:
+        """The fill function of the field ``name`` at ``path``: an enum (a value, or a list of
+        values), an object of fields, or a scalar (in that order of precedence)."""
+        node, nullable = _unwrap(node, self.root)
+        answers = [_path_get(a, path) for a in self.prep.demos_out]
+        enum = _enum_of(node, self.root)
         if enum is not None:
-            values, descs = enum
-            descs = {**_value_descriptions(desc), **descs}
-            if len(values) == 1 and not nullable:
-                return lambda ctx, v=values[0]: v
-            e = _Enum(prep, values, answers, nullable, descs, multi=False)
-            self.enums.append(e)
-            return lambda ctx: ctx.decide(e)[0]
+            return self._compile_enum(node, enum, nullable, answers)
+        t = node.get("type")
         if t == "array":
-            items, _ = _unwrap(node.get("items", {}), root)
-            ienum = _enum_of(items, root)
-            if ienum is not None:
-                values, descs = ienum
-                descs = {**_value_descriptions(desc), **_value_descriptions(
-                    str(items.get("description", ""))), **descs}
-                e = _Enum(prep, values, answers, False, descs, multi=True)
-                self.enums.append(e)
-                least, most = int(node.get("minItems", 0)), node.get("maxItems")
+            return self._compile_array(node, nullable, answers)
+        if t == "object" or "properties" in node:
+            fills = {k: self._compile(v, (*path, k), k)
+                     for k, v in node.get("properties", {}).items()}
+            return lambda ctx: {k: f(ctx) for k, f in fills.items()}
+        return self._compile_scalar(node, t, name, nullable, answers)
 
-                def fill_list(ctx, e=e, least=least, most=most):
-                    return e.decide(ctx.scores(e), least, most)[0]
-                return fill_list
-            least = int(node.get("minItems", 0))
+    def _compile_enum(self, node: _Schema, enum: tuple[list[Any], dict[str, str]],
+                      nullable: bool, answers: list[Any]) -> _Fill:
+        """One value of several, decided by its :class:`_Enum` (a lone value is a constant)."""
+        values, descs = enum
+        if len(values) == 1 and not nullable:
+            only = values[0]
+            return lambda ctx: only
+        descs = {**_value_descriptions(str(node.get("description", ""))), **descs}
+        e = _Enum(self.prep, values, answers, nullable, descs, multi=False)
+        self.enums.append(e)
+        return lambda ctx: ctx.decide(e)[0]
+
+    def _compile_array(self, node: _Schema, nullable: bool, answers: list[Any]) -> _Fill:
+        """A list of enum values is decided by its own :class:`_Enum`; any other list is
+        null, empty, or (with ``minItems``) the demos' majority."""
+        items, _ = _unwrap(node.get("items", {}), self.root)
+        ienum = _enum_of(items, self.root)
+        least = int(node.get("minItems", 0))
+        if ienum is None:
             return lambda ctx: None if nullable else ([] if not least else ctx.majority(
                 answers, []))
-        if t == "object" or "properties" in node:
-            props = node.get("properties", {})
-            fills = {k: self._compile(v, (*path, k), k) for k, v in props.items()}
-            return lambda ctx: {k: f(ctx) for k, f in fills.items()}
+        values, descs = ienum
+        descs = {**_value_descriptions(str(node.get("description", ""))), **_value_descriptions(
+            str(items.get("description", ""))), **descs}
+        e = _Enum(self.prep, values, answers, False, descs, multi=True)
+        self.enums.append(e)
+        most: int | None = node.get("maxItems")
+
+        def fill_list(ctx: _Ctx, e: _Enum = e, least: int = least, most: int | None = most) -> Any:
+            return e.decide(ctx.scores(e), least, most)[0]
+        return fill_list
+
+    def _compile_scalar(self, node: _Schema, t: Any, name: str, nullable: bool,
+                        answers: list[Any]) -> _Fill:
+        """A confidence, or an extracted value; failing that null (when allowed), else the
+        demos' majority, else the type's empty value."""
         words = _words(name)
-        text_about = f"{name} {desc}"
+        desc = str(node.get("description", ""))
+        about = f"{name} {desc}"
         if t in ("number", "integer") and "confidence" in words:
             lo, hi = float(node.get("minimum", 0.0)), float(node.get("maximum", 1.0))
             return lambda ctx: ctx.confidence(lo, hi, t == "integer")
-        extractor = self._extractor(t, words, text_about, node)
-        if extractor is None and t == "string":
-            cue = _StringCue(prep, answers)
-            extractor = cue.find
-        default = {"string": "", "number": 0.0, "integer": 0, "boolean": False}.get(
-            t if isinstance(t, str) else "")
+        extract, dated = self._extractor(t, words, about, node)
+        if extract is None and t == "string":
+            extract = _StringCue(self.prep, answers).find
+        default = _EMPTY.get(t) if isinstance(t, str) else None
 
-        dated = getattr(extractor, "dated", False)
-
-        def fill(ctx, extractor=extractor, dated=dated):
-            v = extractor(ctx.text, ctx.today) if dated else \
-                extractor(ctx.text) if extractor else None
+        def fill(ctx: _Ctx, extract: _Extract | None = extract, dated: bool = dated) -> Any:
+            if extract is None:
+                v = None
+            elif dated:
+                v = extract(ctx.text, ctx.today)
+            else:
+                v = extract(ctx.text)
             if v is not None and _fits(v, node):
                 return v
             if nullable:
@@ -113,30 +140,43 @@ class _Plan:
             return v if _type_ok(v, t) and _fits(v, node) else default
         return fill
 
-    def _extractor(self, t, words: set[str], about: str, node: dict):
-        fmt = node.get("format", "")
+    def _extractor(self, t: Any, words: set[str], about: str,
+                   node: _Schema) -> tuple[_Extract | None, bool]:
+        """The extractor of a scalar field of type ``t`` and whether it takes the message's
+        own reference date too (``dated``); None for a type with none."""
         if t == "string":
-            if fmt == "date" or words & {"date", "day"} or "YYYY-MM-DD" in about:
-                today = ex.reference_date(about) or self.today
-
-                def date_of(s, own=None):  # own: the message's `Today is` line, if it has one
-                    return ex.extract_date(s, own or today)
-                date_of.dated = True
-                return date_of
-            if fmt == "time" or "time" in words or "HH:MM" in about:
-                now = ex.reference_time(about) or self.now
-                return lambda s: ex.extract_time(s, now)
-            if words & {"id", "identifier", "reference", "ref"}:
-                return ex.extract_id
-            return None
+            return self._string_extractor(words, about, node.get("format", ""))
         if t == "number":
-            return ex.extract_amount if _MONEY.search(about) else ex.extract_number
+            return (ex.extract_amount if _MONEY.search(about) else ex.extract_number), False
         if t == "integer":
-            if _MONEY.search(about):
-                return lambda s: (lambda a: int(a) if a is not None and a == int(a) else None)(
-                    ex.extract_amount(s))
-            return ex.extract_integer
-        return None
+            return (_whole_amount if _MONEY.search(about) else ex.extract_integer), False
+        return None, False
+
+    def _string_extractor(self, words: set[str], about: str,
+                          fmt: Any) -> tuple[_Extract | None, bool]:
+        """A date, a time or an id, by the field's format, name words or description."""
+        if fmt == "date" or words & {"date", "day"} or "YYYY-MM-DD" in about:
+            today = ex.reference_date(about) or self.today
+
+            def date_of(s: str, own: date | None = None) -> str | None:
+                return ex.extract_date(s, own or today)  # own: the message's `Today is` line
+            return date_of, True
+        if fmt == "time" or "time" in words or "HH:MM" in about:
+            now = ex.reference_time(about) or self.now
+            return (lambda s: ex.extract_time(s, now)), False
+        if words & {"id", "identifier", "reference", "ref"}:
+            return ex.extract_id, False
+        return None, False
+
+
+def _whole_amount(s: str) -> int | None:
+    """An amount of money in ``s`` for an integer field: only a whole one."""
+    a = ex.extract_amount(s)
+    return int(a) if a is not None and a == int(a) else None
+
+
+_EMPTY: dict[str, Any] = {"string": "", "number": 0.0, "integer": 0, "boolean": False}
+"""A required, non-nullable scalar's last resort, by type."""
 
 
 class _Ctx:
@@ -144,15 +184,16 @@ class _Ctx:
 
     __slots__ = ("text", "today", "sims", "ex", "plan", "_scored", "_decided")
 
-    def __init__(self, plan: _Plan, text: str, today=None):
+    def __init__(self, plan: _Plan, text: str, today: date | None = None):
         self.text, self.today = text, today
         self.plan = plan
-        self.sims = plan.M @ _embed_one(text) if len(plan.M) else plan.M[:, 0]
-        self.ex = np.exp(self.sims * (1.0 / TEMPERATURE))
-        self._scored: dict[int, tuple] = {}
-        self._decided: dict[int, tuple] = {}
+        self.sims: NDArray[np.float32] = plan.M @ _embed_one(text) if len(plan.M) else \
+            plan.M[:, 0]
+        self.ex: NDArray[np.float32] = np.exp(self.sims * (1.0 / TEMPERATURE))
+        self._scored: dict[int, _Scored] = {}
+        self._decided: dict[int, tuple[Any, float]] = {}
 
-    def scores(self, e: _Enum) -> np.ndarray:
+    def scores(self, e: _Enum) -> _Scored:
         p = self._scored.get(id(e))
         if p is None:
             p = self._scored[id(e)] = e.scores(self.sims, self.ex)
@@ -165,13 +206,13 @@ class _Ctx:
             d = self._decided[id(e)] = e.decide(self.scores(e))
         return d
 
-    def majority(self, answers: list, default: Any) -> Any:
+    def majority(self, answers: list[Any], default: Any) -> Any:
         """The value most of the nearest demos answered for this field (ties: the nearest)."""
         ok = [i for i, a in enumerate(answers) if a is not _MISSING and a is not None]
         if not ok:
             return default
         order = sorted(ok, key=lambda i: -float(self.sims[i]))[:K]
-        counts: dict[str, list] = {}
+        counts: dict[str, list[Any]] = {}  # JSON of a value -> [count, the value]
         for i in order:
             counts.setdefault(json.dumps(answers[i], sort_keys=True), [0, answers[i]])[0] += 1
         return max(counts.values(), key=itemgetter(0))[1]

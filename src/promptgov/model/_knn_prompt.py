@@ -10,10 +10,13 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from promptgov.model import _extractors as ex
 from promptgov.model._embedding import embed, token_count
 from promptgov.model._knn_plan import _Plan
-from promptgov.model._knn_schema import _value_descriptions
+from promptgov.model._knn_schema import _Schema, _value_descriptions
 
 
 def _common_prefix(a: str, b: str) -> str:
@@ -42,37 +45,50 @@ def _cut_suffix(s: str) -> str:
     return ""
 
 
+def _demos(fixed: tuple[dict[str, str], ...]) -> tuple[list[str], list[Any]]:
+    """The demos: each user message followed by an assistant message, as (the user message
+    without its ``Today is`` line, the answer parsed as JSON, else its text)."""
+    demos_in: list[str] = []
+    demos_out: list[Any] = []
+    for a, b in zip(fixed, fixed[1:], strict=False):
+        if a["role"] == "user" and b["role"] == "assistant":
+            demos_in.append(ex.split_reference(a["content"])[0])
+            try:
+                demos_out.append(json.loads(b["content"]))
+            except ValueError:
+                demos_out.append(b["content"])
+    return demos_in, demos_out
+
+
+def _template_edges(demos_in: list[str]) -> tuple[str, str]:
+    """The template text common to the start and to the end of every demo message, cut back to
+    a template boundary when there are several demos (one demo is re-cut per message)."""
+    prefix = suffix = None
+    for t in demos_in:
+        prefix = t if prefix is None else _common_prefix(prefix, t)
+        suffix = t if suffix is None else _common_prefix(suffix[::-1], t[::-1])[::-1]
+    if len(demos_in) > 1:
+        return _cut_prefix(prefix or ""), _cut_suffix(suffix or "")
+    return prefix or "", suffix or ""
+
+
 class _Prepared:
     """Everything derived from the fixed messages (system + demos) of one prompt."""
 
     def __init__(self, fixed: tuple[dict[str, str], ...]):
-        system = [m["content"] for m in fixed if m["role"] == "system"]
-        self.system = "\n".join(system)
-        demos_in: list[str] = []
-        self.demos_out: list[Any] = []
-        for a, b in zip(fixed, fixed[1:], strict=False):
-            if a["role"] == "user" and b["role"] == "assistant":
-                demos_in.append(ex.split_reference(a["content"])[0])
-                try:
-                    self.demos_out.append(json.loads(b["content"]))
-                except ValueError:
-                    self.demos_out.append(b["content"])
-        prefix = suffix = None
-        for t in demos_in:
-            prefix = t if prefix is None else _common_prefix(prefix, t)
-            suffix = t if suffix is None else _common_prefix(suffix[::-1], t[::-1])[::-1]
-        self.prefix = _cut_prefix(prefix or "") if len(demos_in) > 1 else (prefix or "")
-        self.suffix = _cut_suffix(suffix or "") if len(demos_in) > 1 else (suffix or "")
+        self.system = "\n".join(m["content"] for m in fixed if m["role"] == "system")
+        demos_in, self.demos_out = _demos(fixed)
+        self.prefix, self.suffix = _template_edges(demos_in)
         self.single = len(demos_in) == 1  # prefix learnt from one demo: re-cut per message
         self.demos_in = [self.strip_template(t) for t in demos_in]
-        self.E = embed(self.demos_in)
+        self.E: NDArray[np.float32] = embed(self.demos_in)
         self.descriptions = _value_descriptions(self.system)
         self.today = ex.reference_date(self.system)
         self.now = ex.reference_time(self.system)
         # 3 tokens of chat framing per message (OpenAI's published count), +3 for the reply
         self.fixed_tokens = sum(token_count(m["content"]) + 3 for m in fixed) + 3
         self.plans: OrderedDict[str, _Plan] = OrderedDict()
-        self.last_plan: tuple[dict, _Plan] | None = None
+        self.last_plan: tuple[_Schema, _Plan] | None = None
 
     def strip_template(self, text: str) -> str:
         """``text`` without the template text common to every user message of the prompt."""
@@ -87,7 +103,7 @@ class _Prepared:
         core = text[len(p):len(text) - len(s)] if len(p) + len(s) < len(text) else text
         return core.strip() or text.strip()
 
-    def plan(self, schema: dict) -> _Plan:
+    def plan(self, schema: _Schema) -> _Plan:
         """The fill plan of ``schema``. Fast path: a schema equal to the last one (a deep copy is
         kept, so an edit in place is seen); comparing is a few µs, serialising would be 20."""
         last = self.last_plan
