@@ -107,6 +107,43 @@ def test_failed_logging_prints_and_keeps_the_result_then_log_pending(ws, monkeyp
     assert again.exit_code == 0 and "nothing pending" in again.stdout
 
 
+def test_one_logger_serves_a_process_and_a_dead_one_is_replaced(ws):
+    """A notebook's second eval hands its result to the logger already open (no second MLflow
+    import); a logger that died is replaced; its death is one line, not a hang."""
+    from promptgov.eval import _logger
+
+    m = FakeModel(id="fake/reuse")
+    r1 = pg.evaluate("ticket_triage@1", "triage_small", model=m, workspace=ws)
+    first = _logger._current
+    r2 = pg.evaluate("ticket_triage@2", "triage_small", model=m, workspace=ws)
+    assert _logger._current is first and first.alive()
+    first.proc.kill()
+    first.proc.wait()
+    with pytest.raises(RuntimeError, match="exited with -9"):
+        first.log(ws / ".promptgov" / "pending" / "none.json", "ticket_triage")
+    r3 = pg.evaluate("ticket_triage@2", "triage_small", model=m, workspace=ws)
+    assert _logger._current is not first
+    c = client(ws)
+    assert {c.get_run(r.run_id).info.status for r in (r1, r2, r3)} == {"FINISHED"}
+    assert len({r1.run_id, r2.run_id, r3.run_id}) == 3
+
+
+def test_the_logger_exits_with_its_process(ws):
+    code = ("import sys, promptgov as pg\n"
+            "from promptgov.eval import _logger\n"
+            "from promptgov.model._fake import FakeModel\n"
+            f"pg.evaluate('ticket_triage@1', 'triage_small', model=FakeModel(id='fake/x'), "
+            f"workspace={str(ws)!r})\n"
+            "print(_logger._current.proc.pid)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the logger outlived the process that used it"
+
+
 def test_run_reads_well_in_the_ui(ws):
     m = FakeModel(id="fake/ui")
     r = pg.evaluate("ticket_triage@2", "triage_small", model=m, workspace=ws)

@@ -68,18 +68,13 @@ def evaluate(prompt: str | PromptVersion, evalset: str | Evalset | None = None, 
     state = lock_state(target.workspace, target.prompt, allow_drift)
     logger = None
     if track:  # reachability first; then MLflow opens in a logger process while cases run
-        from promptgov.eval._logger import Logger
+        from promptgov.eval._logger import logger_for
         from promptgov.eval._tracking import check_reachable
 
         check_reachable(target.workspace.root)
-        logger = Logger(target.workspace.root, target.prompt.name)
-    try:
-        return _evaluate(target, logger, state, concurrency=concurrency, budget_usd=budget_usd,
-                         cache=cache, samples=samples, retry=retry, progress=progress,
-                         record=record)
-    finally:
-        if logger is not None:
-            logger.close()
+        logger = logger_for(target.workspace.root, target.prompt.name)
+    return _evaluate(target, logger, state, concurrency=concurrency, budget_usd=budget_usd,
+                     cache=cache, samples=samples, retry=retry, progress=progress, record=record)
 
 
 def _evaluate(target: EvalTarget, logger: Logger | None, state: str, *, concurrency: int,
@@ -131,7 +126,7 @@ def _log(ws: Workspace, result: EvalResult, pv: PromptVersion, state: str,
 
     path = save(ws.root, result, snapshot(pv, ws, state), in_flight=True)
     try:
-        result.run_id = logger.log(path)
+        result.run_id = logger.log(path, pv.name)
     except (RuntimeError, OSError) as e:
         rel = publish(path).relative_to(ws.root)
         raise TrackingError(f"logging to MLflow failed ({e}); the result is kept in {rel} "
