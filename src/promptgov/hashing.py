@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 PREFIX = "sha256:"
 
 
-def canonical_json(value: Any) -> str:
+def canonical_json(value: object) -> str:
     """Serialise ``value`` to its canonical JSON text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
 
 
-def content_hash(value: Any) -> str:
+def content_hash(value: object) -> str:
     """``sha256:<hex>`` of the canonical JSON of ``value``."""
     return PREFIX + hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 

@@ -111,14 +111,14 @@ def _parse(path: Path) -> Release:
                    _refs(path, prev.get("prompts", []), "previous.prompts", empty=True))
 
 
-def _version(path: Path, v: Any, key: str) -> int:
+def _version(path: Path, v: object, key: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise WorkspaceError(path, f"{key} = {v!r} is not a positive whole number",
                              f"write {key} = 1")
     return v
 
 
-def _refs(path: Path, refs: Any, key: str, *, empty: bool) -> tuple[str, ...]:
+def _refs(path: Path, refs: object, key: str, *, empty: bool) -> tuple[str, ...]:
     if not isinstance(refs, list) or (not refs and not empty):
         raise WorkspaceError(path, f"{key} must be a list of PROMPT@VERSION",
                              f'write {key} = ["ticket_triage@2"]')

@@ -75,7 +75,7 @@ _ENTRY: dict[str, dict[str, type]] = {
 }
 
 
-def _shape_problem(data: Any) -> str | None:
+def _shape_problem(data: object) -> str | None:
     """Why ``data`` is not a lock (None: it is): every verdict of ``check`` indexes into it."""
     if not isinstance(data, dict):
         return f"the top level is a JSON {type(data).__name__}, not an object"

@@ -189,7 +189,7 @@ def _prices(pf: _File, raw: Any) -> dict[str, dict[str, float]]:
     return prices
 
 
-def _number(v: Any) -> bool:
+def _number(v: object) -> bool:
     return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
 
 
@@ -251,7 +251,7 @@ def _typed(pf: _File, where: str, cls: type[_Settings], raw: Any) -> _Settings:
     return cls(**raw)
 
 
-def _table(pf: _File, where: str, raw: Any) -> None:
+def _table(pf: _File, where: str, raw: object) -> None:
     if not isinstance(raw, dict):
         raise pf.error(where, None, f"{where} must be a table, got {raw!r}", f"write [{where}]")
 
