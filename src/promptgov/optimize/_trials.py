@@ -72,7 +72,7 @@ def _params(result: OptimizeResult, provenance: dict[str, Any]) -> dict[str, Any
 
 def _metrics(result: OptimizeResult, now: int) -> list[Any]:
     """Validation scores, one step per trial, demo and token counts, the judging evals' scores
-    (NaN left out: MLflow cannot chart it)."""
+    (NaN scores left out)."""
     from mlflow.entities import Metric
 
     metrics = [Metric(f"val_{result.metric}.{k}", float(v), now, 0)
