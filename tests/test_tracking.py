@@ -128,6 +128,23 @@ def test_one_logger_serves_a_process_and_a_dead_one_is_replaced(ws):
     assert len({r1.run_id, r2.run_id, r3.run_id}) == 3
 
 
+def test_a_lone_surrogate_in_an_answer_is_logged_escaped(ws):
+    m = FakeModel(id="fake/odd", answer=lambda req: '{"label": "card_arrival\ud800", '
+                                                    '"confidence": 0.5}')
+    r = pg.evaluate("ticket_triage@1", "triage_small", model=m, workspace=ws)
+    run = client(ws).get_run(r.run_id)
+    assert run.info.status == "FINISHED"
+    art = Path(run.info.artifact_uri.removeprefix("file://"))
+    table = json.loads((art / "cases.json").read_text(encoding="utf-8"))
+    assert len(table["data"]) == N and table["columns"] == list(TABLE_COLUMNS)
+    assert table["data"][0][table["columns"].index("failure")] == "schema_violation"
+    from promptgov.eval._runlog import rows  # a surrogate that does reach a cell is escaped
+    cell = rows([{**r.records[0], "error": "bad \ud800"}])[0][TABLE_COLUMNS.index("error")]
+    assert cell == "bad \\ud800" and cell.encode("utf-8")
+    assert json.loads(run.data.tags["mlflow.loggedArtifacts"]) == [{"path": "cases.json",
+                                                                     "type": "table"}]
+
+
 def test_the_logger_exits_with_its_process(ws):
     code = ("import sys, promptgov as pg\n"
             "from promptgov.eval import _logger\n"

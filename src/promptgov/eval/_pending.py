@@ -32,8 +32,13 @@ def save(root: Path, result: EvalResult, snap: dict[str, Any], *, in_flight: boo
     data = {"kind": "eval", "result": asdict(result), "snapshot": snap}
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json", dir=d)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, default=str)
+    try:
+        # ASCII escapes: an answer's lone surrogate (no UTF-8 for it) survives the round trip
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, default=str)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     path = d / f"{'.in-flight-' if in_flight else ''}{stamp}-{result.prompt}-{os.getpid()}.json"
     os.replace(tmp, path)
     return path
