@@ -8,6 +8,9 @@ importing MLflow and opening its store is counted (it is most of what tracking c
    Target: ≤ 1.15× the limit (MLflow opens in a thread while the cases run).
 2. A fully cached eval of 3,080 triage cases with the 770-demo prompt (``ticket_triage@2``),
    tracked against untracked. Target: tracked ≤ 1.5× untracked.
+
+1 and 2 are also measured as the second eval of a process (a notebook's next cell, each eval of
+``promptgov loop``), whose MLflow logger is already open.
 3. ``promptgov status`` and ``promptgov compare ticket_triage --no-log`` on a workspace with
    runs logged (the run index answers, no MLflow import). Target: < 2 s.
 4. ``promptgov ui``: seconds from the command to the first page. Target: ≤ 10 s.
@@ -66,18 +69,20 @@ from promptgov.eval import evaluate
 from promptgov.model._fake import FakeModel
 a = json.loads(sys.argv[1])
 m = FakeModel(id="fake/bench", latency_s=a["latency"])
-t0 = time.perf_counter()
-r = evaluate(a["prompt"], "triage_bench", model=m, workspace=a["ws"], concurrency=16,
-             cache=a["cache"], track=a["track"])
-wall = time.perf_counter() - t0
+for _ in range(2 if a["warm"] else 1):  # warm: the second eval of a process (a notebook cell)
+    t0 = time.perf_counter()
+    r = evaluate(a["prompt"], "triage_bench", model=m, workspace=a["ws"], concurrency=16,
+                 cache=a["cache"], track=a["track"])
+    wall = time.perf_counter() - t0
 print(json.dumps({"wall": wall, "calls": r.calls, "run_id": r.run_id,
                   "mlflow": "mlflow" in sys.modules}))
 """
 
 
-def child(ws: Path, prompt: str, *, latency: float, cache: bool, track: bool) -> dict:
+def child(ws: Path, prompt: str, *, latency: float, cache: bool, track: bool,
+          warm: bool = False) -> dict:
     arg = json.dumps({"ws": str(ws), "prompt": prompt, "latency": latency, "cache": cache,
-                      "track": track})
+                      "track": track, "warm": warm})
     out = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True,
                          timeout=900)
     if out.returncode:
@@ -116,6 +121,10 @@ def main() -> None:
         print(f"  untracked  {fmt(plain)} s = {statistics.median(plain) / limit:.2f}x limit")
         print(f"  tracked    {fmt(tracked)} s = {statistics.median(tracked) / limit:.2f}x limit "
               f"(target <= 1.15x)")
+        warm = [child(ws, "ticket_triage@1", latency=0.05, cache=False, track=True,
+                      warm=True)["wall"] for _ in range(k)]
+        print(f"  tracked, 2nd eval of the process (logger open)  {fmt(warm)} s = "
+              f"{statistics.median(warm) / limit:.2f}x limit")
 
         # 2. cached 3,080-case eval with the 770-demo prompt: tracked vs untracked
         ws = make_workspace(tmp / "ws3k", 3080)
@@ -130,6 +139,10 @@ def main() -> None:
         print(f"  untracked  {fmt(plain)} s")
         print(f"  tracked    {fmt(tw)} s = {statistics.median(tw) / statistics.median(plain):.2f}"
               "x untracked (target <= 1.5x)")
+        warm = [child(ws, "ticket_triage@2", latency=0.0, cache=True, track=True,
+                      warm=True)["wall"] for _ in range(k)]
+        print(f"  tracked, 2nd eval of the process (logger open)  {fmt(warm)} s = "
+              f"{statistics.median(warm) / statistics.median(plain):.2f}x untracked")
 
         # 3. status and compare read the run index (the workspace of step 2 has runs)
         for name, cmd in (("status", [str(EXE), "status", "-w", str(ws)]),
