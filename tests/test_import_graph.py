@@ -1,7 +1,10 @@
 """The package's layers only point down, and no module imports itself back through others.
 
-    cli → export, adversarial, optimize, plot, jobs, _loop → governance → eval → model, workspace
+    cli → export, adversarial, optimize, jobs, _loop → governance → eval → model, workspace, plot
         → core
+
+`plot` imports nothing of promptgov (matplotlib figures of results and tables): it sits low, so
+that ``eval`` can log the figures a notebook draws with it.
 
 `export/_runtime/` is copied verbatim into every exported wheel and imports only its siblings.
 Imports under `if TYPE_CHECKING:` are annotations, not dependencies, and are not counted.
@@ -13,8 +16,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "promptgov"
-LAYER = {"cli": 6, "export": 5, "adversarial": 5, "optimize": 5, "plot": 5, "jobs": 5,
-         "_loop": 5, "governance": 4, "eval": 3, "model": 2, "workspace": 2}
+LAYER = {"cli": 6, "export": 5, "adversarial": 5, "optimize": 5, "jobs": 5, "_loop": 5,
+         "governance": 4, "eval": 3, "model": 2, "workspace": 2, "plot": 2}
 
 
 def _modules() -> dict[str, Path]:

@@ -180,6 +180,7 @@ def test_run_reads_well_in_the_ui(ws):
                                     "failure", "input"]
     assert (art / "prompt" / "v2.yaml").read_bytes() == (ws / "prompts" / "ticket_triage"
                                                           / "v2.yaml").read_bytes()
+    assert (art / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the diagram
     # the prompt version is linked to its run and to the prompt's experiment (not experiment 0)
     ver = c.get_prompt_version("ticket_triage", run.data.tags["promptgov.registry_version"])
     assert r.run_id in ver.tags["mlflow.prompt.run_ids"].split(",")

@@ -108,34 +108,16 @@ def _plain(x: Any) -> Any:
 
 
 def _pareto(df: pd.DataFrame) -> Any:
-    """Accuracy against cost (or latency) per version, the non-dominated ones joined."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib comes with mlflow
-        return None
+    """``pg.plot.pareto`` of the versions: accuracy against cost per 1k cases, or against p95
+    latency when nothing was paid; None without matplotlib or the columns."""
     if "accuracy" not in df:
         return None
-    xcol = ("cost_per_1k_usd" if "cost_per_1k_usd" in df and df["cost_per_1k_usd"].fillna(0).any()
-            else "latency_p95_s" if "latency_p95_s" in df else None)
-    if xcol is None:
+    x = ("cost_per_1k_usd" if "cost_per_1k_usd" in df and df["cost_per_1k_usd"].fillna(0).any()
+         else "latency_p95_s" if "latency_p95_s" in df else None)
+    if x is None:
         return None
-    pts = sorted((float(r[xcol]), float(r["accuracy"]), int(v)) for v, r in df.iterrows())
-    front: list[tuple[float, float]] = []
-    best = -1.0
-    for x, y, _v in pts:
-        if y > best:
-            front.append((x, y))
-            best = y
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts])
-    for x, y, v in pts:
-        ax.annotate(f"v{v}", (x, y), textcoords="offset points", xytext=(4, 4))
-    ax.plot([p[0] for p in front], [p[1] for p in front], linestyle="--")
-    ax.set_xlabel(xcol)
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{df.attrs['prompt']}: accuracy vs {xcol}")
-    fig.tight_layout()
-    return fig
+    try:
+        from promptgov.plot import pareto
+    except ImportError:  # pragma: no cover - matplotlib comes with mlflow
+        return None
+    return pareto(df, x=x)

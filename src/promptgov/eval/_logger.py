@@ -153,6 +153,8 @@ def _child(root: Path, experiment: str) -> int:
         exps = {experiment: experiment_id(c, root, experiment)}
     except Exception as e:  # noqa: BLE001 - reported when a result arrives
         return _refuse(proto, _one_line(e))
+    with contextlib.suppress(ImportError):  # the figures log_eval draws, loaded while idle
+        import matplotlib.figure  # noqa: F401
     for line in sys.stdin:
         msg = json.loads(line)
         try:

@@ -118,6 +118,19 @@ def _log_data(c: Any, rid: str, result: EvalResult, snap: dict[str, Any]) -> Non
     c.log_text(rid, snap["rendered_probe"], "prompt/rendered_probe.json")
     if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
         c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
+    if result.kind == "classification":
+        _log_reliability(c, rid, result)
+
+
+def _log_reliability(c: Any, rid: str, result: EvalResult) -> None:
+    """The reliability diagram (``pg.plot.reliability``), for a schema with a confidence."""
+    try:
+        from promptgov.plot import reliability
+
+        fig = reliability(result)
+    except (ImportError, ValueError):  # no matplotlib, or no confidence to plot
+        return
+    c.log_figure(rid, fig, "reliability.png")
 
 
 def _note(result: EvalResult, snap: dict[str, Any]) -> str:
