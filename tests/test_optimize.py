@@ -73,6 +73,12 @@ def test_offline_triage_candidate_beats_its_parent_and_is_governed_like_any_vers
     assert run.data.tags["promptgov.candidate"] == "ticket_triage@3"
     assert run.data.tags["promptgov.candidate_eval_run"] == r.eval_run_ids["candidate"]
     assert run.data.params["trainset_hash"] == prov.trainset_hash
+    # the params every run kind logs: the parent as evaluated, on the judging evalset
+    common = set(c.get_run(r.eval_run_ids["candidate"]).data.params) - {
+        "temperature", "max_tokens", "concurrency", "samples", "routing_auto", "routing_review",
+        "lock_state", "prompt_version", "prompt_ref", "content_hash", "render_fingerprint"}
+    assert common <= set(run.data.params), common - set(run.data.params)
+    assert run.data.params["content_hash"] == w.prompt("ticket_triage@2").content_hash
     assert run.data.metrics["candidate.accuracy"] == acc["candidate"]
     assert len(c.get_metric_history(r.run_id, "trial_accuracy")) == len(r.trials) >= 1
     cand_run = c.get_run(r.eval_run_ids["candidate"])

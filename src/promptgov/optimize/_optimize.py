@@ -183,7 +183,9 @@ def optimize(prompt: str | PromptVersion, *, trainset: str, evalset: str | None 
             run_id=run.run_id)
         if evaluate_candidate:
             _judge(result, s, new, track=track, concurrency=concurrency, say=say)
-        run.finish(result, provenance)
+        from promptgov.eval._tracking import provenance as run_provenance
+
+        run.finish(result, provenance, run_provenance(s.ws, s.pv, s.es, s.m.id))
     except BaseException:
         run.fail()
         raise

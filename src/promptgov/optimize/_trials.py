@@ -37,13 +37,16 @@ class OptimizationRun:
                                  tags={OPT_TAG: pv.ref, "promptgov.parent": pv.ref})
         self.run_id = run.info.run_id
 
-    def finish(self, result: OptimizeResult, provenance: dict[str, Any]) -> None:
+    def finish(self, result: OptimizeResult, provenance: dict[str, Any],
+               common: dict[str, object]) -> None:
+        """``common``: the params every run kind logs (``eval._tracking.provenance`` of the
+        parent on the judging evalset); the optimization's own follow."""
         c, rid = self._c, self.run_id
         if c is None or rid is None:
             return
         from mlflow.entities import Param
 
-        params = _params(result, provenance)
+        params = {**_params(result, provenance), **common}
         c.log_batch(rid, metrics=_metrics(result, int(time.time() * 1000))[:1000],
                     params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         c.log_text(rid, json.dumps(result.trials, indent=1, default=str), "trials.json")
