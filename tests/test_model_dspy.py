@@ -314,6 +314,44 @@ def test_price_override_wins_over_the_price_map():
     assert price_usd(MODEL, Usage(1_000_000, 0), table) == pytest.approx(1.0)
 
 
+def test_the_price_map_is_parsed_once_when_first_answers_land_together(
+        monkeypatch: pytest.MonkeyPatch):
+    """16 workers whose first answers land at once each parsed the 3.5 MB price map (0.9 s of
+    GIL time in bench_providers); the first prices under the model's lock, the rest reuse it."""
+    import threading
+    import types
+
+    from promptgov.model import _cost
+
+    parses = []
+
+    def slow_loads(text: str) -> object:
+        parses.append(1)
+        time.sleep(0.05)  # widens the window in which the others would parse it too
+        return json.loads(text)
+
+    monkeypatch.setattr(_cost, "json", types.SimpleNamespace(loads=slow_loads))
+    _cost._litellm_price_map.cache_clear()
+    try:
+        model = DSPyModel(MODEL, api_base="http://127.0.0.1:9/v1")
+        start, costs = threading.Barrier(16), []
+
+        def answer() -> None:
+            start.wait()
+            costs.append(model._cost(types.SimpleNamespace(provider_data={}), Usage(1000, 200)))
+
+        threads = [threading.Thread(target=answer) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        _cost._litellm_price_map.cache_clear()  # the next test parses the real file again
+    per_in, per_out = _litellm_rates("gpt-4o-mini")
+    assert len(parses) == 1
+    assert costs == [pytest.approx(1000 * per_in + 200 * per_out)] * 16
+
+
 @pytest.mark.parametrize("model_id", ["local/knn", "replay:cassettes/run1.jsonl", "fake",
                                       "fake:flaky"])
 def test_local_models_cost_nothing(model_id: str):
