@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["automation", "confusion", "pareto", "reliability", "robustness"]
@@ -42,7 +43,7 @@ def _show_in_notebooks() -> None:
         return
     from IPython.core.pylabtools import select_figure_formats
 
-    select_figure_formats(shell, {"png"})
+    select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]  # IPython: untyped
     shell._promptgov_png = True
 
 
@@ -165,12 +166,12 @@ def _confusion_matrix(exp: list[Any], pred: list[str], labels: list[Any]) -> lis
     return m
 
 
-def _label_cells(ax: Any, m: list[list[int]]) -> None:
+def _label_cells(ax: Axes, m: list[list[int]]) -> None:
     """Write each non-zero count in its cell, white on the darker half of the colour scale."""
     for i, row in enumerate(m):
         for j, v in enumerate(row):
             if v:
-                ax.text(j, i, v, ha="center", va="center", fontsize=8,
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
                         color="white" if v > max(map(max, m)) / 2 else "black")
 
 

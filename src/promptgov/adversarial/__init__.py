@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
+from typing import Any
 
 from promptgov.adversarial._noisy import noisy_cases
 from promptgov.adversarial._result import AdversarialResult
@@ -61,7 +62,7 @@ class _CallablePackage(ModuleType):
     """``promptgov.adversarial`` is both this package and, called, the robustness run: the
     lazy top-level name ``pg.adversarial`` and the subpackage are one object either way."""
 
-    def __call__(self, *args, **kwargs) -> AdversarialResult:
+    def __call__(self, *args: Any, **kwargs: Any) -> AdversarialResult:
         return run(*args, **kwargs)
 
 

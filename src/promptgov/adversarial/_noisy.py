@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.adversarial._transforms import NoiseContext, Transform, apply, choose, registry
 from promptgov.errors import WorkspaceError
 from promptgov.workspace._evalset import Case, Evalset, Manifest, write_evalset
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def text_fields(case: Case) -> list[str]:
@@ -59,7 +62,8 @@ def vary_case(case: Case, rng: random.Random, *, index: int | str, decoys: Seque
     if names is None:
         names = choose(rng, list(reg), max_transforms)
     ctx = noise_context(case, decoys)
-    new, done = dict(case.input), set()
+    new = dict(case.input)
+    done: set[str] = set()
     for f in fields:
         v = apply(case.input[f], names, rng, ctx, reg)
         new[f] = v.text
@@ -95,7 +99,7 @@ def noisy_name(evalset: Evalset, seed: int) -> str:
     return f"{evalset.manifest.name}-noisy-s{seed}"
 
 
-def save_noisy(root, evalset: Evalset, cases: list[Case], *, seed: int, n: int,
+def save_noisy(root: Path, evalset: Evalset, cases: list[Case], *, seed: int, n: int,
                kinds: Sequence[str], max_transforms: int) -> tuple[Evalset, bool]:
     """Write the noisy evalset atomically (or keep the identical one already there):
     ``(evalset, written)``. New content gets a new version: the version already locked with

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from promptgov.eval import EvalResult
+    from promptgov.eval._record import CaseRecord
     from promptgov.workspace._evalset import Evalset
 
 # Bookkeeping, not properties of the answers: not compared.
@@ -29,7 +30,7 @@ def paired_rows(clean: EvalResult, noisy: EvalResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _answer(rec: dict[str, Any]) -> Any:
+def _answer(rec: CaseRecord) -> Any:
     return rec.get("predicted", rec["output"]) if rec["output"] is not None else None
 
 
@@ -130,5 +131,6 @@ class AdversarialResult:
                 f"failures; run {self.run_id})")
 
     def _repr_html_(self) -> str:  # Jupyter
-        return (f"<p>{self.__repr__()}</p>" + self.deltas.to_html(float_format="{:.3f}".format)
+        deltas: str = self.deltas.to_html(float_format="{:.3f}".format)
+        return (f"<p>{self.__repr__()}</p>" + deltas
                 + ("" if self.minimal_failures is None else self.minimal_failures.to_html()))

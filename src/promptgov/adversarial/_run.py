@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov._version import __version__
 from promptgov.adversarial._noisy import noisy_cases, noisy_name, save_noisy
@@ -26,10 +26,23 @@ from promptgov.adversarial._result import (
 from promptgov.adversarial._shrink import default_decoys, minimal_failing
 from promptgov.adversarial._transforms import Transform, registry
 
+if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    from promptgov.model._base import Model
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Evalset
+    from promptgov.workspace._prompt import PromptVersion
+
 KIND_TAG = "promptgov.kind"
 
 
-def adversarial(prompt: Any, evalset: Any = None, *, model: Any = None, workspace: Any = None,
+def adversarial(prompt: str | PromptVersion, evalset: str | Evalset | None = None, *,
+                model: str | Model | None = None,
+                workspace: Workspace | str | os.PathLike[str] | None = None,
                 n: int = 300, seed: int = 0, kinds: Sequence[str] | None = None,
                 max_transforms: int = 2, transforms: Mapping[str, Transform] | None = None,
                 minimal: int = 5, lock: bool = False,
@@ -156,7 +169,8 @@ HEADLINE = ("clean.accuracy", "noisy.accuracy", "delta.accuracy", "clean.failure
 child run, so they never crowd the experiment's run list."""
 
 
-def log_adversarial(root, r: AdversarialResult, pv, params: dict[str, Any]) -> str:
+def log_adversarial(root: Path, r: AdversarialResult, pv: PromptVersion,
+                    params: dict[str, Any]) -> str:
     """One MLflow run with the headline robustness metrics and the tables (per transformation,
     per metric, per variant, minimal failures) as artifacts; a nested run ``per transformation``
     holds every other metric."""
@@ -181,7 +195,7 @@ def log_adversarial(root, r: AdversarialResult, pv, params: dict[str, Any]) -> s
                                  "promptgov.evalset": r.evalset,
                                  "promptgov.noisy_evalset": r.noisy_evalset.ref,
                                  "promptgov.model": r.model})
-        rid = run.info.run_id
+        rid: str = run.info.run_id
         try:
             for i in range(0, max(len(ps), len(head)), 100):
                 c.log_batch(rid, metrics=head[i:i + 100], params=ps[i:i + 100])
@@ -209,9 +223,9 @@ def log_adversarial(root, r: AdversarialResult, pv, params: dict[str, Any]) -> s
     return rid
 
 
-def _columns(df) -> dict[str, list]:
+def _columns(df: pd.DataFrame) -> dict[str, list[Any]]:
     """A DataFrame as columns of JSON-safe values (lists and dicts as JSON text)."""
-    def safe(v):
+    def safe(v: Any) -> Any:
         if isinstance(v, dict | list | tuple):
             return json.dumps(v, ensure_ascii=False)
         if hasattr(v, "item"):

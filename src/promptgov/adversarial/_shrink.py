@@ -20,7 +20,17 @@ from promptgov.adversarial._transforms import Transform, registry
 from promptgov.hashing import canonical_json
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
+    from pydantic import BaseModel
+
+    from promptgov.eval._record import CaseRecord
+    from promptgov.model._base import Model
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._evalset import Case, Evalset
+    from promptgov.workspace._policy import Policy
+    from promptgov.workspace._prompt import PromptVersion
 
 FLIP_FAILURES = frozenset({"invalid_json", "schema_violation", "refused", "render_error"})
 """Failures a noisy input can cause, which count as a flip. Transient ones (rate limit,
@@ -33,7 +43,8 @@ COLUMNS = ["case_id", "transforms", "expected", "clean_answer", "noisy_answer", 
 class CaseAnswerer:
     """Answers and scores one case at a time through the eval engine; a context manager."""
 
-    def __init__(self, ws, pv, schema, policy, model, *, cache: bool = True):
+    def __init__(self, ws: Workspace, pv: PromptVersion, schema: type[BaseModel] | None,
+                 policy: Policy, model: Model, *, cache: bool = True):
         from promptgov.eval._cache import ResponseCache
         from promptgov.eval._engine import Runner
 
@@ -44,7 +55,7 @@ class CaseAnswerer:
         self._runner = Runner(pv, None, model, cache=self._rc, policy=policy, concurrency=1,
                               budget_usd=None, schema_model=schema)
 
-    def __call__(self, case) -> dict[str, Any]:
+    def __call__(self, case: Case) -> CaseRecord:
         from promptgov.eval._scoring import score_case
 
         rec = self._runner._case(case, 0)
@@ -59,23 +70,23 @@ class CaseAnswerer:
     def __enter__(self) -> CaseAnswerer:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def flipped(rec: dict[str, Any]) -> bool:
+def flipped(rec: CaseRecord) -> bool:
     return not rec["correct"] and (rec["failure"] is None or rec["failure"] in FLIP_FAILURES)
 
 
-def answer_of(rec: dict[str, Any]) -> Any:
+def answer_of(rec: CaseRecord) -> Any:
     """What the model answered: the label for a classification, else the output."""
     return rec.get("predicted", rec["output"]) if rec["output"] is not None else None
 
 
-def search(answer: CaseAnswerer, case, *, seed: int, decoys: Sequence[str],
+def search(answer: CaseAnswerer, case: Case, *, seed: int, decoys: Sequence[str],
            kinds: Sequence[str] | None, max_transforms: int, max_examples: int,
            max_calls: int, transforms: Mapping[str, Transform] | None = None
-           ) -> tuple[Any, dict[str, Any], int] | None:
+           ) -> tuple[Case, CaseRecord, int] | None:
     """The smallest flipping variant of ``case`` found, its record and the inputs tried; or
     None. Each transformation alone is searched first (a flip by one kind of noise is the
     clearest thing to show), then combinations of up to ``max_transforms``; every hit is
@@ -84,9 +95,9 @@ def search(answer: CaseAnswerer, case, *, seed: int, decoys: Sequence[str],
     from hypothesis import find, settings
     from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
 
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, CaseRecord] = {}
 
-    def flips(v) -> bool:
+    def flips(v: Case) -> bool:
         key = canonical_json(v.input)
         rec = seen.get(key)
         if rec is None:
@@ -95,7 +106,7 @@ def search(answer: CaseAnswerer, case, *, seed: int, decoys: Sequence[str],
             rec = seen[key] = answer(v)
         return flipped(rec)
 
-    def shrunk(names: list[str], most: int, examples: int):
+    def shrunk(names: list[str], most: int, examples: int) -> Case | None:
         try:
             return find(noisy_case(case, decoys=decoys, kinds=names, max_transforms=most,
                                    transforms=transforms),
@@ -117,7 +128,9 @@ def search(answer: CaseAnswerer, case, *, seed: int, decoys: Sequence[str],
     return v, seen[canonical_json(v.input)], len(seen)
 
 
-def minimal_failing(prompt: Any, evalset: Any = None, *, model: Any = None, workspace: Any = None,
+def minimal_failing(prompt: str | PromptVersion, evalset: str | Evalset | None = None, *,
+                    model: str | Model | None = None,
+                    workspace: Workspace | str | os.PathLike[str] | None = None,
                     cases: Sequence[str] | None = None, max_cases: int = 10, seed: int = 0,
                     max_examples: int = 100, max_calls: int = 300,
                     kinds: Sequence[str] | None = None, max_transforms: int = 3,
@@ -190,7 +203,7 @@ def minimal_failing(prompt: Any, evalset: Any = None, *, model: Any = None, work
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def default_decoys(pv, schema) -> tuple[str, ...]:
+def default_decoys(pv: PromptVersion, schema: type[BaseModel] | None) -> tuple[str, ...]:
     """The answers an injection line may push: the prompt's labels, else the values of the
     response schema's first enum field."""
     if pv.labels:

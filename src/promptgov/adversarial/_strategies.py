@@ -227,7 +227,7 @@ def model_outputs(schema: dict[str, Any], values: st.SearchStrategy[Any] | None 
     values = values if values is not None else schema_values(schema)
 
     @st.composite
-    def outputs(draw) -> MalformedOutput:
+    def outputs(draw: st.DrawFn) -> MalformedOutput:
         value = draw(values)
         text, applied = json.dumps(value, ensure_ascii=draw(st.booleans())), []
         for kind in draw(st.lists(st.sampled_from(list(kinds)), max_size=max_malformations)):

@@ -15,8 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from promptgov.export._export import export_release
+
+if TYPE_CHECKING:
+    import os
+
+    from promptgov.workspace import Workspace
 
 __all__ = ["export", "export_release"]
 
@@ -25,7 +31,8 @@ class _CallablePackage(ModuleType):
     """``promptgov.export`` is both this package and, called, :func:`export_release`: the lazy
     top-level name ``pg.export`` and the subpackage are one object either way."""
 
-    def __call__(self, release: str, *, out: Path | str = "dist", workspace=None) -> Path:
+    def __call__(self, release: str, *, out: Path | str = "dist",
+                 workspace: Workspace | str | os.PathLike[str] | None = None) -> Path:
         return export_release(release, out=out, workspace=workspace)
 
 

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from promptgov.errors import GovernanceError
 from promptgov.export import _wheel
 from promptgov.export._package import EXTRAS, REQUIRES, Contents, contents
 from promptgov.hashing import short
 
+if TYPE_CHECKING:
+    from promptgov.governance._approvals import Approval
+    from promptgov.workspace import Workspace
 
-def export_release(release: str, *, out: Path | str = "dist", workspace: Any = None) -> Path:
+
+def export_release(release: str, *, out: Path | str = "dist",
+                   workspace: Workspace | str | os.PathLike[str] | None = None) -> Path:
     """Build the wheel of release ``release`` into folder ``out``; return its path.
 
     The wheel (distribution ``support-bot`` and version ``3`` for release ``support_bot`` v3,
@@ -60,7 +66,7 @@ def export_release(release: str, *, out: Path | str = "dist", workspace: Any = N
     return path
 
 
-def build_contents(release: str, ws) -> Contents:
+def build_contents(release: str, ws: Workspace) -> Contents:
     """The files of release ``release``'s package, exactly as :func:`export_release` writes
     them; refused (:class:`GovernanceError`) as the export is."""
     from promptgov.governance import load_approval, load_policy, load_release
@@ -72,13 +78,15 @@ def build_contents(release: str, ws) -> Contents:
     if problems:
         raise GovernanceError(f"refused to export release {rel.name} v{rel.version}, nothing "
                               "was written: " + "\n".join(map(str, problems)))
-    approvals = {ref: load_approval(ws.root, ref) for ref in rel.prompts}
+    # release_problems refused any version without an approval record: none is None here
+    approvals = cast(dict[str, "Approval"],
+                     {ref: load_approval(ws.root, ref) for ref in rel.prompts})
     _same_as_approved(ws, approvals)
     policy = load_policy(ws.root)
     return contents(ws, rel, approvals, policy.routing, policy.retry)
 
 
-def _same_as_approved(ws, approvals: dict[str, Any]) -> None:
+def _same_as_approved(ws: Workspace, approvals: Mapping[str, Approval]) -> None:
     """What is about to be embedded hashes as approved (``check`` may have used the lock's
     cached hashes; this re-derives them from the files that are read)."""
     for ref, a in approvals.items():

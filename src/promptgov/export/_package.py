@@ -17,7 +17,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata, resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov._version import RENDER_VERSION, __version__
 from promptgov.errors import WorkspaceError
@@ -25,6 +25,15 @@ from promptgov.export._render_check import check_user_template, template_attribu
 from promptgov.export._runtime import RUNTIME_FILES
 from promptgov.export._runtime._hashing import bytes_hash, content_hash
 from promptgov.export._vendor import vendored
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from promptgov.governance._approvals import Approval
+    from promptgov.governance._releases import Release
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._policy import RetryPolicy, Routing
+    from promptgov.workspace._prompt import PromptVersion
 
 FUNCTIONS = {"extraction": "extract", "classification": "triage", "draft": "draft"}
 """The function an exported package offers for each task kind."""
@@ -62,13 +71,16 @@ def names(release: str, path: str) -> tuple[str, str]:
     return dist, pkg
 
 
-def contents(ws, release, approvals: dict[str, Any], routing: Any, retry: Any) -> Contents:
+def contents(ws: Workspace, release: Release, approvals: dict[str, Approval], routing: Routing,
+             retry: RetryPolicy) -> Contents:
     """The files of the package of ``release`` (a :class:`Release`) whose prompt versions have
     the approvals ``approvals`` (ref → :class:`Approval`)."""
     dist, pkg = names(release.name, release.file)
     version = str(release.version)
     files: dict[str, bytes] = {}
-    prompts, schemas, by_kind = {}, {}, {}
+    prompts: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, dict[str, Any]] = {}
+    by_kind: dict[str, str] = {}  # function -> the prompt version that offers it
     for ref in sorted(release.prompts):
         pv = ws.prompt(ref)
         fn = FUNCTIONS[pv.kind]
@@ -84,7 +96,7 @@ def contents(ws, release, approvals: dict[str, Any], routing: Any, retry: Any) -
             "ref": ref, "content": pv._content(), "probe_input": probe,
             "fixed_messages": pv.render(probe)[:pv.prefix_len]}, indent=None)
         if pv.response_schema and pv.response_schema not in schemas:
-            schemas[pv.response_schema] = _schema(ws, pv, files)
+            schemas[pv.response_schema] = _schema(ws, pv, pv.response_schema, files)
         a = approvals[ref]
         record = f"governance/approvals/{ref}.toml"
         prompts[ref] = {
@@ -126,8 +138,10 @@ def contents(ws, release, approvals: dict[str, Any], routing: Any, retry: Any) -
                     {f"{pkg}/{k}": v for k, v in sorted(files.items())}, manifest)
 
 
-def _schema(ws, pv, files: dict[str, bytes]) -> dict[str, Any]:
-    sch = ws.schema(pv.response_schema)
+def _schema(ws: Workspace, pv: PromptVersion, sid: str, files: dict[str, bytes]
+            ) -> dict[str, Any]:
+    """Embed schema ``sid`` (``pv``'s response schema) in ``files``; its manifest entry."""
+    sch = ws.schema(sid)
     rel = ws.relpath(sch.file)
     source = sch.file.read_bytes()
     _check_imports(rel, source)
@@ -148,21 +162,28 @@ def _check_imports(rel: str, source: bytes) -> None:
     """An embedded schema file may import only the standard library and pydantic."""
     allowed = set(sys.stdlib_module_names) | SCHEMA_IMPORTS
     for node in ast.walk(ast.parse(source, rel)):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            bad = "." * node.level + (node.module or "")
-        elif isinstance(node, ast.ImportFrom):
-            bad = node.module if node.module.split(".")[0] not in allowed else None
-        elif isinstance(node, ast.Import):
-            bad = next((a.name for a in node.names if a.name.split(".")[0] not in allowed), None)
-        else:
-            continue
+        bad = _not_allowed(node, allowed)
         if bad:
             raise WorkspaceError(rel, f"imports {bad}: an exported package embeds schema files "
                                  "verbatim and installs only pydantic",
                                  "import only pydantic and the standard library in schemas/")
 
 
-def _view(ws, release, pkg, dist, version, prompts, schemas, routing, retry) -> dict[str, Any]:
+def _not_allowed(node: ast.AST, allowed: set[str]) -> str | None:
+    """The module ``node`` imports if it is neither relative nor in ``allowed``, else None."""
+    if isinstance(node, ast.ImportFrom) and node.level:
+        return "." * node.level + (node.module or "")
+    if isinstance(node, ast.ImportFrom):
+        module = node.module or ""  # the parser gives `from x import y` a module always
+        return module if module.split(".")[0] not in allowed else None
+    if isinstance(node, ast.Import):
+        return next((a.name for a in node.names if a.name.split(".")[0] not in allowed), None)
+    return None
+
+
+def _view(ws: Workspace, release: Release, pkg: str, dist: str, version: str,
+          prompts: dict[str, dict[str, Any]], schemas: dict[str, dict[str, Any]],
+          routing: Routing, retry: RetryPolicy) -> dict[str, Any]:
     """What the generated ``__init__.py``, ``schemas/__init__.py`` and README show."""
     views = [_prompt_view(ws.prompt(ref), ref, p, schemas) for ref, p in prompts.items()]
     models = sorted({p["model"] for p in prompts.values()})
@@ -178,7 +199,8 @@ def _view(ws, release, pkg, dist, version, prompts, schemas, routing, retry) -> 
             "routing": routing, "retry": retry, "all_names": sorted(api)}
 
 
-def _prompt_view(pv, ref, p, schemas) -> dict[str, Any]:
+def _prompt_view(pv: PromptVersion, ref: str, p: dict[str, Any],
+                 schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One prompt's function in the generated code and README: its signature, an example
     call, and the inputs dict it passes to the runtime."""
     attrs = template_attributes(pv.user)
@@ -205,7 +227,7 @@ def _param(var: str, attrs: list[str]) -> str:
     return f"{var}: Mapping[str, Any]" if attrs else f"{var}: str"
 
 
-def _example_arg(pv, var: str, attrs: list[str]) -> str:
+def _example_arg(pv: PromptVersion, var: str, attrs: list[str]) -> str:
     if not attrs:
         return _example(pv, var)
     shown = [f'"{x}": ...' for x in attrs[:2]] + (["..."] if attrs[2:] else [])
@@ -218,7 +240,7 @@ def _input_item(var: str, attrs: list[str]) -> str:
     return f'"{var}": {var}'
 
 
-def _example(pv, var: str) -> str:
+def _example(pv: PromptVersion, var: str) -> str:
     for d in pv.demos:
         v = d.input.get(var)
         if isinstance(v, str) and len(v) <= 50:
@@ -230,7 +252,7 @@ def _json(value: Any, indent: int | None = 1) -> bytes:
     return (json.dumps(value, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-_ENV = None
+_ENV: jinja2.Environment | None = None
 
 
 def _render(template: str, view: dict[str, Any]) -> str:

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import keyword
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import WorkspaceError
 from promptgov.export._runtime import _render as runtime
 from promptgov.export._runtime._errors import RenderError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from promptgov.workspace import Workspace
+    from promptgov.workspace._prompt import PromptVersion
+
 FIX = ("keep the user template to {{ name }} and {{ name.attr }}: loops, conditions and "
        "filters belong in the system message, which is rendered at export")
 
 
-def check_user_template(ws, pv) -> None:
+def check_user_template(ws: Workspace, pv: PromptVersion) -> None:
     """Raise :class:`WorkspaceError` unless the runtime renders ``pv.user`` as jinja2 does."""
     file = f"prompts/{pv.name}/v{pv.version}.yaml"
     bad = runtime.unsupported(pv.user)
@@ -46,7 +52,7 @@ def template_attributes(template: str) -> dict[str, list[str]]:
     return out
 
 
-def _inputs(ws, pv):
+def _inputs(ws: Workspace, pv: PromptVersion) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "the probe input", pv.probe_input
     for i, d in enumerate(pv.demos):
         yield f"demos[{i}]", d.input
@@ -56,7 +62,7 @@ def _inputs(ws, pv):
             yield f"evalset {es.ref} case {c.id}", c.input
 
 
-def _jinja(pv, inputs: dict[str, Any]) -> str | None:
+def _jinja(pv: PromptVersion, inputs: dict[str, Any]) -> str | None:
     try:
         return pv.messages(inputs)[-1]["content"]
     except WorkspaceError:  # RenderError: a variable the input does not supply

@@ -29,7 +29,7 @@ def zip_time() -> tuple[int, int, int, int, int, int]:
     if not epoch:
         return EPOCH
     t = time.gmtime(int(epoch))[:6]
-    return max(t, EPOCH)  # type: ignore[return-value]
+    return max(t, EPOCH)
 
 
 def wheel_filename(distribution: str, version: str) -> str:

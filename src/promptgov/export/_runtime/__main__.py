@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import cast
 
 from . import _jobs_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    pkg = __spec__.parent if __spec__ else __package__  # type: ignore[name-defined]
+    # run as `python -m <package>` (the relative import above needs that): its name
+    pkg = cast(str, __spec__.parent if __spec__ else __package__)
     parser = argparse.ArgumentParser(prog=f"python -m {pkg}", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the installed package against a workspace's lock "

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Literal
 
+    from pydantic import BaseModel
+
     Action = Literal["auto_process", "queue_for_human", "legacy_fallback"]
 
 Message = dict[str, str]
@@ -91,13 +93,13 @@ class Bundle:
         self.prompts, self.routing, self.retry = prompts, routing, retry
         self.json_schemas = json_schemas
         """Each schema's JSON Schema as approved: the response format sent to the model."""
-        self._classes: dict[str, type] = {}
+        self._classes: dict[str, type[BaseModel]] = {}
 
     @property
     def where(self) -> str:
         return f"{self.manifest['distribution']}=={self.manifest['version']}"
 
-    def schema_class(self, sid: str) -> type:
+    def schema_class(self, sid: str) -> type[BaseModel]:
         """The pydantic model of schema ``sid``, imported on first use (importing the package
         imports no pydantic), after its file is checked once more."""
         cls = self._classes.get(sid)

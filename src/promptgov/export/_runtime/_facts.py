@@ -17,7 +17,10 @@ import re
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -56,7 +59,7 @@ def unsupported_facts(text: str, inputs: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _leaves(value: Any):
+def _leaves(value: Any) -> Iterator[Any]:
     if isinstance(value, Mapping):
         for v in value.values():
             yield from _leaves(v)

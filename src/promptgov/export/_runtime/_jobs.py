@@ -113,7 +113,7 @@ def job_id(key: str, inputs: Any, prompt_hash: str) -> str:
 
 def backoff_delay(n: int, opts: JobOptions) -> float:
     """Seconds to wait after the ``n``-th failed attempt: BullMQ's exponential with jitter."""
-    raw = opts.backoff_s * 2 ** (n - 1)
+    raw: float = opts.backoff_s * 2 ** (n - 1)
     return raw * (1 - opts.jitter) + random.random() * raw * opts.jitter
 
 
@@ -178,7 +178,10 @@ def execute(bundle: Bundle, ref: str, inputs: dict[str, Any]) -> Outcome:
     once = _no_retries(bundle)
     kind = bundle.prompts[ref].kind
     model = model_name(bundle, ref)
-    route = result = kind_err = err = None
+    route: str | None = None
+    result: Any = None
+    kind_err: str | None = None
+    err: str | None = None
     status = "completed"
     t0 = time.perf_counter()
     with collect() as calls:

@@ -24,14 +24,18 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ConfigurationError
 from ._jobs import JobError, attempt_record, execute, functions, prepare, summarise, worker_name
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from ._bundle import Bundle
     from ._jobs import JobOptions
+
+T = TypeVar("T")
 
 _STATES = {"waiting": "waiting", "prioritized": "waiting", "paused": "waiting",
            "delayed": "delayed", "active": "active", "completed": "completed", "failed": "dead",
@@ -62,7 +66,7 @@ class BullMQBackend:
             self._loop.call_soon_threadsafe(self._loop.stop)
             raise
 
-    def _run(self, coro: Any, timeout: float = 120) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _open(self) -> Any:
@@ -105,16 +109,18 @@ class BullMQBackend:
     def trace(self, job_id: str) -> dict[str, Any] | None:
         return self._run(self._trace(job_id))
 
-    async def _trace(self, job_id: str, job: Any = None, state: str | None = None
-                     ) -> dict[str, Any] | None:
+    async def _trace(self, job_id: str) -> dict[str, Any] | None:
         from bullmq import Job
 
-        q = self._queue
-        job = job or await Job.fromId(q, job_id)
+        job = await Job.fromId(self._queue, job_id)
         if job is None:
             return None
-        state = state or _STATES.get(await q.getJobState(job_id), "waiting")
-        logs = (await q.getJobLogs(job_id)).get("logs", [])
+        state = _STATES.get(await self._queue.getJobState(job_id), "waiting")
+        return await self._job_trace(job_id, job, state)
+
+    async def _job_trace(self, job_id: str, job: Any, state: str) -> dict[str, Any]:
+        """The trace of ``job``, which is in ``state``."""
+        logs = (await self._queue.getJobLogs(job_id)).get("logs", [])
         atts = _attempts(logs, int(getattr(job, "attemptsStarted", 0) or 0), state)
         data = job.data if isinstance(job.data, dict) else {}
         result = job.returnvalue if state == "completed" else None
@@ -146,7 +152,7 @@ class BullMQBackend:
             out = []
             for t in types:
                 for job in await self._queue.getJobs([t], 0, -1, True):
-                    out.append(await self._trace(job.id, job, _STATES[t]))
+                    out.append(await self._job_trace(job.id, job, _STATES[t]))
             return sorted(out, key=lambda j: (j["created"], j["id"]))
 
         return self._run(traces())

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 COMMANDS = ("worker", "submit", "status", "dlq", "retry", "trace")
 
 
-def add_commands(sub: Any, pkg: str) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], pkg: str) -> None:
     """Add the job commands to the ``python -m <pkg>`` parser's subparsers."""
     env = f"{pkg.upper()}_JOBS"
 

@@ -54,6 +54,8 @@ class SQLiteBackend:
 
     def __init__(self, bundle: Bundle, path: str, options: JobOptions):
         self.bundle, self.path, self.options = bundle, path, options
+        self.where = path
+        """Where the jobs are, as ``status`` shows it."""
         self._local = threading.local()
         # One writer at a time in this process: threads queue here, not in SQLite's busy
         # handler, which sleeps for milliseconds at a time (other processes still meet it).
@@ -139,7 +141,8 @@ class SQLiteBackend:
              poll_s: float = 0.05) -> int:
         """Take and run jobs on ``concurrency`` threads until ``stop`` is set (or, with
         ``until_idle``, until none is waiting or active); the number of jobs finished."""
-        me, held, lock = worker_name(), {}, threading.Lock()
+        me, lock = worker_name(), threading.Lock()
+        held: dict[str, str] = {}  # job id -> the lease this worker holds it under
         free = threading.Semaphore(concurrency)
         wake = threading.Event()  # a slot came free: claim at once rather than at the next poll
         done = [0]

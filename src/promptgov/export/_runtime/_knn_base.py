@@ -9,9 +9,13 @@ Standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._errors import ModelError as _PackageModelError
+if TYPE_CHECKING:  # the checker reads this file here, as _runtime/_knn_base.py, where the
+    # package's _errors.py is its sibling
+    from ._errors import ModelError as _PackageModelError
+else:  # in a package it is <package>/_knn/_base.py, one level down from _errors.py
+    from .._errors import ModelError as _PackageModelError
 
 
 class ModelError(_PackageModelError):

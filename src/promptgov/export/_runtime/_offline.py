@@ -15,6 +15,7 @@ from ._errors import ConfigurationError, ModelError
 from ._usage import note
 
 if TYPE_CHECKING:
+    from ._knn_base import Completion  # what the vendored model returns, as _knn/_base.py
     from ._models import CallOptions, Messages
 
 
@@ -35,8 +36,9 @@ class Offline:
         # Without tiktoken (not in the extra) token counts in job traces are estimates: that is
         # expected here, not worth the baseline's warning in a service's log.
         logging.getLogger("promptgov.model._knn").setLevel(logging.ERROR)
-        from ._knn._base import Request
-        from ._knn._knn import KnnModel
+        # _knn/ exists only in an exported package (_vendor.py writes it), never here
+        from ._knn._base import Request  # type: ignore[import-not-found]
+        from ._knn._knn import KnnModel  # type: ignore[import-not-found]
 
         self.model: Any = KnnModel()
         self._request = Request
@@ -44,7 +46,7 @@ class Offline:
     def __call__(self, messages: Messages, o: CallOptions) -> str:
         req = o.request(self._request, messages)
         try:
-            c = self.model.complete(req)
+            c: Completion = self.model.complete(req)
         except ModelError:
             raise
         note(c.model, c.usage.prompt_tokens, c.usage.completion_tokens, c.cost_usd)  # job traces

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import re
 import threading
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import InvalidOutput
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+T = TypeVar("T", bound="BaseModel")
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.S)
 
 
@@ -44,7 +47,7 @@ def parse_output(text: str, model: type[T], json_schema: dict[str, Any]) -> T:
         data = {k: v for k, v in data.items() if k in props}
     _fix_enum_case(data, props, json_schema.get("$defs", {}))
     try:
-        return model.model_validate(data)  # type: ignore[attr-defined]
+        return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(map(str, first["loc"])) or "(object)"
@@ -68,7 +71,7 @@ def _python_literal(raw: str) -> Any:
         return None
 
 
-def _enum_values(prop: dict, defs: dict) -> list[str] | None:
+def _enum_values(prop: dict[str, Any], defs: dict[str, Any]) -> list[str] | None:
     if "$ref" in prop:
         prop = defs.get(prop["$ref"].split("/")[-1], {})
     if "enum" in prop:
@@ -80,7 +83,7 @@ def _enum_values(prop: dict, defs: dict) -> list[str] | None:
     return None
 
 
-def _fix_enum_case(data: dict, props: dict, defs: dict) -> None:
+def _fix_enum_case(data: dict[str, Any], props: dict[str, Any], defs: dict[str, Any]) -> None:
     for k, prop in props.items():
         items = prop.get("items") if prop.get("type") == "array" else None
         vals = _enum_values(items or prop, defs)

@@ -34,7 +34,7 @@ def variables(template: str) -> list[str]:
 def render(template: str, context: Mapping[str, Any]) -> str:
     """``template`` with every ``{{ expression }}`` replaced by its value."""
 
-    def value(m: re.Match) -> str:
+    def value(m: re.Match[str]) -> str:
         expr = m.group(1)
         head, *attrs = expr.split(".")
         if head not in context:

@@ -37,7 +37,9 @@ def extract(bundle: Bundle, ref: str, inputs: Mapping[str, Any]) -> Any:
     from ._parse import parse_output
 
     sid = bundle.prompts[ref].schema
-    schema, js = bundle.schema_class(sid), bundle.json_schemas[sid]  # type: ignore[arg-type]
+    # extraction and classification prompts always name a schema: sid is never None here
+    schema = bundle.schema_class(sid)  # type: ignore[arg-type]
+    js = bundle.json_schemas[sid]  # type: ignore[index]
     return ask(bundle, ref, inputs, lambda text: parse_output(text, schema, js))
 
 

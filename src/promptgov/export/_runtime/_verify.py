@@ -86,7 +86,7 @@ def verify(bundle: Bundle, workspace: str | os.PathLike[str]) -> VerifyResult:
         if intact:  # never run schema code the integrity check refused
             import pydantic
 
-            now = content_hash(bundle.schema_class(sid).model_json_schema())  # type: ignore
+            now = content_hash(bundle.schema_class(sid).model_json_schema())
             if now != s["hash"]:
                 out.append(f"{bundle.package}/{s['module']}: pydantic {pydantic.VERSION} generates "
                            f"a JSON Schema for {sid} hashed {now}, not the approved {s['hash']} "

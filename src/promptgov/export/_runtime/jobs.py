@@ -27,7 +27,11 @@ from ._jobs import JobError, JobFailed, JobOptions, Submitted, job_id, preflight
 from ._usage import note as note_usage
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ._bundle import Bundle
+    from ._jobs_bullmq import BullMQBackend
+    from ._jobs_sqlite import SQLiteBackend
 
 __all__ = ["JobError", "JobFailed", "JobOptions", "Queue", "Submitted", "job_id",
            "note_usage", "open"]
@@ -57,7 +61,8 @@ def open(url: str = "sqlite:///jobs.db", *, name: str | None = None,  # noqa: A0
     if url.startswith(("redis://", "rediss://", "unix://")):
         from ._jobs_bullmq import BullMQBackend
 
-        backend: Any = BullMQBackend(bundle, url, name or bundle.package, opts)
+        backend: SQLiteBackend | BullMQBackend = BullMQBackend(bundle, url,
+                                                               name or bundle.package, opts)
     elif url.startswith("sqlite:///") or "://" not in url:
         from ._jobs_sqlite import SQLiteBackend
 
@@ -72,7 +77,8 @@ def open(url: str = "sqlite:///jobs.db", *, name: str | None = None,  # noqa: A0
 class Queue:
     """A job queue of one package; from :func:`open`. Thread-safe."""
 
-    def __init__(self, bundle: Bundle, backend: Any, options: JobOptions):
+    def __init__(self, bundle: Bundle, backend: SQLiteBackend | BullMQBackend,
+                 options: JobOptions):
         self.bundle, self.backend, self.options = bundle, backend, options
 
     def submit(self, function: str, inputs: dict[str, Any], *, key: str) -> Submitted:
@@ -118,7 +124,7 @@ class Queue:
         dead), oldest first."""
         return self.backend.traces(states)
 
-    def traces_frame(self, states: list[str] | None = None):  # -> pandas.DataFrame
+    def traces_frame(self, states: list[str] | None = None) -> pd.DataFrame:
         """:meth:`traces` as a pandas DataFrame, one row a job (``attempts`` a list column)."""
         import pandas as pd
 
@@ -132,8 +138,7 @@ class Queue:
         """Jobs per state, and completed triage jobs per route (auto_process,
         queue_for_human, legacy_fallback)."""
         counts, routes = self.backend.counts()
-        return {"queue": getattr(self.backend, "where", None) or self.backend.path,
-                "jobs": counts, "routes": routes}
+        return {"queue": self.backend.where, "jobs": counts, "routes": routes}
 
     def retry(self, job_id: str) -> None:
         """Queue a dead letter again, with a fresh attempt budget."""
