@@ -317,7 +317,7 @@ def test_price_override_wins_over_the_price_map():
 def test_the_price_map_is_parsed_once_when_first_answers_land_together(
         monkeypatch: pytest.MonkeyPatch):
     """16 workers whose first answers land at once each parsed the 3.5 MB price map (0.9 s of
-    GIL time in bench_providers); the first prices under the model's lock, the rest reuse it."""
+    GIL time in bench_providers); the first parses it under _cost's lock, the rest reuse it."""
     import threading
     import types
 
@@ -331,7 +331,7 @@ def test_the_price_map_is_parsed_once_when_first_answers_land_together(
         return json.loads(text)
 
     monkeypatch.setattr(_cost, "json", types.SimpleNamespace(loads=slow_loads))
-    _cost._litellm_price_map.cache_clear()
+    _cost._read_price_map.cache_clear()
     try:
         model = DSPyModel(MODEL, api_base="http://127.0.0.1:9/v1")
         start, costs = threading.Barrier(16), []
@@ -346,7 +346,7 @@ def test_the_price_map_is_parsed_once_when_first_answers_land_together(
         for t in threads:
             t.join()
     finally:
-        _cost._litellm_price_map.cache_clear()  # the next test parses the real file again
+        _cost._read_price_map.cache_clear()  # the next test parses the real file again
     per_in, per_out = _litellm_rates("gpt-4o-mini")
     assert len(parses) == 1
     assert costs == [pytest.approx(1000 * per_in + 200 * per_out)] * 16

@@ -184,7 +184,6 @@ class DSPyModel:
         self._lms: dict[tuple[str | None, float], Any] = {}
         self._prefixes: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
-        self._priced = False
 
     def __repr__(self) -> str:
         parts = [repr(self.id)]
@@ -339,15 +338,7 @@ class DSPyModel:
         if isinstance(reported, (int, float)) and not isinstance(reported, bool) \
                 and reported >= 0:
             return float(reported)
-        if not self._priced:
-            # LiteLLM's price map (3.5 MB of JSON, ~60 ms) is parsed once per process, but its
-            # lru_cache does not stop the 16 workers whose first answers land together from
-            # each parsing it: 0.9 s of GIL time in a 1,000-case run at concurrency 16. The
-            # first caller parses it under the lock; the others then find it parsed.
-            with self._lock:
-                price_usd(self.id, usage, self.prices)
-                self._priced = True
-        return price_usd(self.id, usage, self.prices)
+        return price_usd(self.id, usage, self.prices)  # the map is parsed once (see _cost)
 
     # --- errors -----------------------------------------------------------------------------------
 
