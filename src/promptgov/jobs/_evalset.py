@@ -107,17 +107,23 @@ def _picked(traces: list[dict[str, Any]], prompt: str | None, source: str
     letters and review-band jobs; refused if that is ambiguous or there are none."""
     picked = [t for t in traces if t.get("state") == "dead"
               or t.get("route") == "queue_for_human"]
-    prompts = sorted({t.get("prompt") or "?" for t in picked})
-    if prompt is None and len(prompts) > 1:
-        raise WorkspaceError(source, f"the failures are of several prompts ({', '.join(prompts)})",
-                             "pick one with --prompt")
-    prompt = prompt or (prompts[0] if prompts else None)
+    prompt = _prompt_of(picked, prompt, source)
     picked = [t for t in picked if t.get("prompt") == prompt]
     if prompt is None or not picked:
         raise WorkspaceError(source, "holds no dead letter and no review-band job"
                              + (f" of {prompt}" if prompt else ""),
                              "nothing to label yet; run it again once workers have run jobs")
     return prompt, picked
+
+
+def _prompt_of(picked: list[dict[str, Any]], prompt: str | None, source: str) -> str | None:
+    """``prompt``, else the one prompt version the picked jobs ran (None: no job); refused if
+    they ran several."""
+    prompts = sorted({t.get("prompt") or "?" for t in picked})
+    if prompt is None and len(prompts) > 1:
+        raise WorkspaceError(source, f"the failures are of several prompts ({', '.join(prompts)})",
+                             "pick one with --prompt")
+    return prompt or (prompts[0] if prompts else None)
 
 
 def _reason(t: dict[str, Any]) -> str:
