@@ -190,6 +190,9 @@ def test_robustness_run_logs_clean_noisy_and_per_transformation_deltas(ws):
     assert "promptgov.prompt" not in run.data.tags  # never taken for an eval run by compare
     p, m = run.data.params, run.data.metrics
     assert (p["seed"], p["n"], p["noisy_evalset_hash"]) == ("3", "80", es.hash)
+    # the params every run kind logs; "evalset" as a ref, so never taken for an eval's evidence
+    assert {"promptgov_version", "evalset_version", "schema_hash", "content_hash"} <= set(p)
+    assert p["evalset"] == r.evalset and "@" in p["evalset"]
     assert m["clean.accuracy"] == pytest.approx(r.deltas.loc["(all)", "clean_accuracy"])
     assert m["noisy.accuracy"] == pytest.approx(r.deltas.loc["(all)", "noisy_accuracy"])
     assert m["delta.accuracy"] == pytest.approx(m["noisy.accuracy"] - m["clean.accuracy"])

@@ -46,7 +46,7 @@ def triage_records(rng: random.Random, n: int, labels: list[str], p_fail: float 
             pred = truth if rng.random() < p_right else rng.choice(labels)
             rec = record({"label": truth}, {"label": pred, "confidence": rng.random()},
                          latency=rng.random())
-        rec.update(score("classification", rec).fields())
+        score("classification", rec).apply_to(rec)
         out.append(rec)
     return out
 
@@ -106,7 +106,7 @@ def test_classification_metrics_match_sklearn_for_any_predictions(rows):
         rec = record({"label": truth}, None if pred is None else
                      {"label": pred, "confidence": conf},
                      failure="schema_violation" if pred is None else None)
-        rec.update(score("classification", rec).fields())
+        score("classification", rec).apply_to(rec)
         records.append(rec)
     m = metrics("classification", records, Routing())
     assert_matches_sklearn(records, m)
@@ -161,7 +161,7 @@ def test_ece_matches_hand_computed_value():
     records = []
     for c, ok in zip(CONF, CORRECT, strict=True):
         rec = record({"label": "a"}, {"label": "a" if ok else "b", "confidence": c})
-        rec.update(score("classification", rec).fields())
+        score("classification", rec).apply_to(rec)
         records.append(rec)
     m = metrics("classification", records, Routing())
     assert m["ece"] == pytest.approx(ECE_BY_HAND)
@@ -211,7 +211,7 @@ def test_routing_metrics_count_failures_as_fallback():
     for conf, failed in [(0.9, False), (0.86, False), (0.7, False), (0.99, True), (0.1, False)]:
         rec = record({"label": "a"}, None if failed else {"label": "a", "confidence": conf},
                      failure="timeout" if failed else None)
-        rec.update(score("classification", rec).fields())
+        score("classification", rec).apply_to(rec)
         recs.append(rec)
     m = metrics("classification", recs, Routing())
     assert m["automation_rate"] == pytest.approx(2 / 5)
@@ -228,7 +228,7 @@ def test_extraction_scores_count_nulls():
     wrong_null = record(exp, {**exp, "amount": 5.0})
     failed = record(exp, None, failure="invalid_json")
     for r in (right, wrong_null, failed):
-        r.update(score("extraction", r).fields())
+        score("extraction", r).apply_to(r)
     assert right["correct"] and not wrong_null["correct"] and not failed["correct"]
     assert wrong_null["field_correct"] == {"intents": True, "amount": False, "date": True}
     m = metrics("extraction", [right, wrong_null, failed], Routing())
@@ -291,5 +291,5 @@ def test_draft_over_the_length_limit_and_no_draft_fail():
         "numbers_from_facts": False, "required_facts": False, "length": False}
     rec = record(exp, good_draft(facts))
     rec["input"] = {"facts": facts}
-    rec.update(score("draft", rec).fields())
+    score("draft", rec).apply_to(rec)
     assert rec["correct"] is True and all(rec["fact_checks"].values())

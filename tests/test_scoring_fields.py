@@ -31,7 +31,7 @@ def _records(pairs):
              "failure": None if out is not None else "invalid_json", "retries": 0, "reasks": 0,
              "attempts": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
              "latency_s": 0.0}
-        r.update(score("extraction", r).fields())
+        score("extraction", r).apply_to(r)
         recs.append(r)
     return recs
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptgov._version import __version__
 from promptgov.adversarial._noisy import noisy_cases, noisy_name, save_noisy
 from promptgov.adversarial._result import (
     AdversarialResult,
@@ -123,16 +122,14 @@ def adversarial(prompt: str | PromptVersion, evalset: str | Evalset | None = Non
         written=written, clean=clean, noisy=noisy, kinds=list(reg), metrics=mets, rows=rows,
         metric_table=table, minimal_failures=failures, locked=locked)
     if track:
-        from promptgov.eval._tracking import git_info
+        from promptgov.eval._tracking import provenance
 
-        params = {"prompt": pv.name, "prompt_version": pv.version, "prompt_ref": pv.ref,
-                  "content_hash": pv.content_hash, "render_fingerprint": pv.render_fingerprint,
-                  "schema_hash": clean.params.get("schema_hash"), "evalset": es.ref,
-                  "evalset_hash": es.hash, "noisy_evalset": noisy_es.ref,
-                  "noisy_evalset_hash": noisy_es.hash, "model": m.id, "seed": seed, "n": n,
-                  "max_transforms": max_transforms, "transforms": ",".join(reg),
-                  "minimal_cases": minimal, "promptgov_version": __version__,
-                  **git_info(ws.root)}
+        # "evalset" stays the ref (name@version): evidence lookups match eval runs by the name
+        # alone, and an adversarial run must never pass for an evaluation on that evalset.
+        params = provenance(ws, pv, es, m.id, evalset=es.ref, noisy_evalset=noisy_es.ref,
+                            noisy_evalset_hash=noisy_es.hash, seed=seed, n=n,
+                            max_transforms=max_transforms, transforms=",".join(reg),
+                            minimal_cases=minimal)
         result.run_id = log_adversarial(ws.root, result, pv, params)
     return result
 

@@ -56,11 +56,10 @@ class CaseAnswerer:
                               budget_usd=None, schema_model=schema)
 
     def __call__(self, case: Case) -> CaseRecord:
-        from promptgov.eval._scoring import score_case
+        from promptgov.eval._scoring import score
 
         rec = self._runner._case(case, 0)
-        score_case(self.pv.kind, rec)
-        return rec
+        return score(self.pv.kind, rec).apply_to(rec)
 
     def close(self) -> None:
         if self._rc is not None:

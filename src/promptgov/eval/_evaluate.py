@@ -110,7 +110,7 @@ def _evaluate(target: EvalTarget, logger: Logger | None, state: str, *, concurre
 def _score(kind: str, rec: CaseRecord) -> None:
     """``rec`` completed with its :class:`Score`; a case that cannot be scored fails alone."""
     try:
-        rec.update(score(kind, rec).fields())  # type: ignore[typeddict-item]
+        score(kind, rec).apply_to(rec)
     except Exception as e:  # noqa: BLE001
         rec["correct"] = False
         rec["failure"] = rec["failure"] or "error"

@@ -86,3 +86,8 @@ class Score:
 
     def fields(self) -> dict[str, Any]:
         return {"confidence": self.confidence, **self.detail, "correct": self.correct}
+
+    def apply_to(self, rec: CaseRecord) -> CaseRecord:
+        """``rec`` completed with this score (its scored fields set)."""
+        rec.update(self.fields())  # type: ignore[typeddict-item]  # keys: CaseRecord's scored
+        return rec

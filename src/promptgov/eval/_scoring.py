@@ -33,11 +33,6 @@ def score(kind: str, rec: CaseRecord) -> Score:
     return Score(out is not None and all(checks.values()), conf, {"fact_checks": checks})
 
 
-def score_case(kind: str, rec: CaseRecord) -> None:
-    """Transitional: ``rec`` updated with its :func:`score` (callers move to ``score``)."""
-    rec.update(score(kind, rec).fields())  # type: ignore[typeddict-item]
-
-
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 
 
