@@ -35,9 +35,11 @@ const deadline = Date.now() + 60_000;
 const results = [];
 for (const id of ids) {
   for (;;) {
-    const job = await queue.getJob(id);
-    const state = await job.getState();
+    // the state first, then the job: a job fetched before it completes, then found completed,
+    // would carry no return value
+    const state = await queue.getJobState(id);
     if (state === "completed" || state === "failed") {
+      const job = await queue.getJob(id);
       results.push({ id, state, returnvalue: job.returnvalue, attemptsMade: job.attemptsMade,
                      failedReason: job.failedReason ?? null });
       break;
