@@ -223,6 +223,20 @@ def test_schema_with_refs_nullable_enums_booleans_and_nested_objects(model):
     assert 0 <= out["confidence"] <= 1
 
 
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"x": {"anyOf": [{"type": "null"}],
+                                            "oneOf": [{"type": "string"}]}}},
+    {"type": "object", "properties": {"x": {"anyOf": ["str"]}}},
+    {"type": "object", "properties": {"x": {"anyOf": 5}}},
+    {"type": "object", "properties": {"x": {"type": "array", "minItems": "abc"}}},
+    {"type": "object", "properties": {"x": {"type": "integer", "minimum": "x"}}},
+])
+def test_a_schema_it_cannot_read_is_a_bad_request_naming_the_problem(model, schema):
+    msgs = ({"role": "system", "content": "Extract."}, {"role": "user", "content": "Msg: hi"})
+    with pytest.raises(BadRequest, match="response_schema is not a JSON Schema it can read"):
+        model.complete(Request(messages=msgs, response_schema=schema))
+
+
 def test_the_last_message_must_be_the_users(model):
     with pytest.raises(BadRequest):
         model.complete(Request(messages=({"role": "assistant", "content": "hi"},)))

@@ -61,6 +61,7 @@ import time
 from collections import OrderedDict
 from itertools import islice
 from operator import itemgetter
+from typing import Any
 
 from promptgov.errors import BadRequest
 from promptgov.model._base import Completion, Request, Usage
@@ -153,6 +154,19 @@ class KnnModel:
         self._last = (tuple(map(dict, islice(msgs, n))), prep)
         return prep
 
+    def _answer(self, prep: _Prepared, schema: dict[str, Any], final: str) -> str:
+        """The schema-shaped answer as JSON. A schema it cannot read (``{"anyOf": 5}``, a
+        ``minimum`` that is not a number, only a null alternative) is a bad request naming the
+        problem, not a Python error from inside the model."""
+        try:
+            plan = prep.plan(schema)
+            core, today = split_reference(final)  # a `today` line: the date, not text
+            ctx = _Ctx(plan, prep.strip_template(core), today)
+            return json.dumps(plan.fill(ctx), ensure_ascii=False)
+        except (ValueError, TypeError, AttributeError, KeyError) as e:
+            raise BadRequest(f"local/knn: response_schema is not a JSON Schema it can read "
+                             f"({type(e).__name__}: {e})", model=MODEL_ID) from None
+
     def complete(self, request: Request) -> Completion:
         t0 = time.perf_counter()
         msgs = request.messages
@@ -174,10 +188,7 @@ class KnnModel:
             if not isinstance(schema, dict):
                 raise BadRequest("local/knn: response_schema must be a JSON Schema object",
                                  model=MODEL_ID)
-            plan = prep.plan(schema)
-            core, today = split_reference(final)  # a `today` variable's line: the date, not text
-            ctx = _Ctx(plan, prep.strip_template(core), today)
-            text = json.dumps(plan.fill(ctx), ensure_ascii=False)
+            text = self._answer(prep, schema, final)
         usage = Usage(prompt_tokens=prep.fixed_tokens + token_count(final) + 3,
                       completion_tokens=token_count(text))
         return Completion(text=text, model=MODEL_ID, usage=usage,
