@@ -206,7 +206,7 @@ def test_approval_needs_a_run_of_the_locked_version(ws):
 def test_revoke_removes_the_alias_and_check_fails_for_the_release(ws):
     from mlflow.exceptions import MlflowException
 
-    from promptgov.eval._compare import approved_versions
+    from promptgov.workspace._approvals import approved_versions
 
     root, runs = ws
     pg.approve("ticket_triage@2", runs[2], by="alice", workspace=root, alias="production")

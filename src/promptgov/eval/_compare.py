@@ -252,28 +252,6 @@ def case_outcomes(c: Any, run: Any) -> dict[tuple[str, int], bool]:
             for row in table["data"]}
 
 
-def approved_versions(root: Path, prompt_name: str) -> list[int]:
-    """Versions of ``prompt_name`` with an approval record in ``governance/approvals/``
-    (``<prompt>@<v>.toml``, as ``promptgov approve`` writes them) that is not revoked."""
-    import tomllib
-
-    d = root / "governance" / "approvals"
-    pat = re.compile(rf"{re.escape(prompt_name)}@v?(\d+)(?!\d)")
-    found = set()
-    for f in d.iterdir() if d.is_dir() else ():
-        m = pat.match(f.name)
-        if not m or f.suffix not in (".toml", ".json"):
-            continue
-        try:
-            revoked = (f.suffix == ".toml"
-                       and tomllib.loads(f.read_text(encoding="utf-8")).get("status") == "revoked")
-        except (tomllib.TOMLDecodeError, OSError):
-            revoked = False  # `promptgov check` reports a malformed record; here it still counts
-        if not revoked:
-            found.add(int(m.group(1)))
-    return sorted(found)
-
-
 def pick_baseline(root: Path, prompt_name: str, evaluated: list[int],
                   baseline: int | str | None) -> int:
     if baseline is not None:
@@ -287,5 +265,7 @@ def pick_baseline(root: Path, prompt_name: str, evaluated: list[int],
                                  f"(evaluated: {', '.join(map(str, evaluated))}) (fix: "
                                  f"run `promptgov eval {prompt_name}@{v}` first)")
         return v
+    from promptgov.workspace._approvals import approved_versions
+
     approved = [v for v in approved_versions(root, prompt_name) if v in evaluated]
     return max(approved) if approved else min(evaluated)

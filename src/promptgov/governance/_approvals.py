@@ -31,6 +31,7 @@ from promptgov.governance._evidence import (
     tracking_kind,
 )
 from promptgov.governance._gates import check_gates
+from promptgov.workspace._approvals import APPROVALS_DIR
 from promptgov.workspace._lock import file_sha, read_lock, write_text_atomic
 from promptgov.workspace._policy import locked_policy
 from promptgov.workspace._refs import parse_ref
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from promptgov.workspace._policy import Gates
     from promptgov.workspace._prompt import PromptVersion
 
-APPROVALS_DIR = "governance/approvals"
 HEADER = ("# promptgov approval record, written by `promptgov approve`; `promptgov revoke` "
           "marks it revoked.\n# Do not edit: `promptgov check` compares these hashes with the "
           "workspace.\n")

@@ -12,7 +12,8 @@ def verify_approvals(root: Path) -> list[tuple[str, str]]:
     """``(record file, problem)`` for every approved record whose run does not bear it out
     (``promptgov check --runs``)."""
     from promptgov.eval._tracking import client
-    from promptgov.governance._approvals import APPROVALS_DIR, load_approval
+    from promptgov.governance._approvals import load_approval
+    from promptgov.workspace._approvals import APPROVALS_DIR
     from promptgov.workspace._lock import read_lock
     from promptgov.workspace._policy import load_policy
 

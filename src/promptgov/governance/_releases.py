@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import WorkspaceError
 from promptgov.hashing import short
+from promptgov.workspace._approvals import approval_facts
 
 if TYPE_CHECKING:
     from promptgov.governance._check import Scan
     from promptgov.governance._problem import Problem
 
 RELEASES_DIR = "governance/releases"
-APPROVALS_DIR = "governance/approvals"
 _NAME = re.compile(r"[a-z][a-z0-9_\-]*")
 _REF = re.compile(r"([a-z][a-z0-9_\-]*)@(\d+)")
 HEADER = ("# promptgov release manifest: the prompt versions that ship together.\n"
@@ -136,26 +136,6 @@ def _refs(path: Path, refs: object, key: str, *, empty: bool) -> tuple[str, ...]
 
 
 # -- what check verifies -----------------------------------------------------------------------
-
-def approval_facts(root: Path, ref: str) -> dict[str, Any] | None:
-    """The approval record of ``ref`` as plain TOML (``tomllib``, no pydantic: this runs in
-    ``check``); None when there is none."""
-    from promptgov.workspace._yamlio import read_toml
-
-    path = root / APPROVALS_DIR / f"{ref}.toml"
-    if not path.is_file():
-        return None
-    fix = "restore it from git: records are written by `promptgov approve`"
-    raw = read_toml(path, fix)
-    if raw.get("status") not in ("approved", "revoked") or not isinstance(
-            raw.get("content_hash"), str):
-        raise WorkspaceError(path, "not an approval record (no status / content_hash)", fix)
-    for k in ("render_fingerprint", "schema_hash", "evalset", "evalset_hash", "cassette",
-              "cassette_sha", "run_id", "policy_hash"):
-        if k in raw and not isinstance(raw[k], str):
-            raise WorkspaceError(path, f"{k} = {raw[k]!r} is not a string", fix)
-    return raw
-
 
 def mismatches(s: Scan, ref: str, a: dict[str, Any]) -> list[str]:
     """How the workspace now differs from what approval ``a`` of ``ref`` was bound to."""

@@ -130,7 +130,8 @@ def _drifted_run(run: Any, drifted: Any) -> str | None:
 def _approval_columns(s: Scan, ref: str) -> dict[str, Any]:
     """The approval state (``stale`` when the version no longer matches what was approved),
     who approved it and when, and its aliases."""
-    from promptgov.governance._releases import approval_facts, mismatches
+    from promptgov.governance._releases import mismatches
+    from promptgov.workspace._approvals import approval_facts
 
     a = approval_facts(s.root, ref)
     if a is None:
