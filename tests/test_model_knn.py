@@ -344,3 +344,60 @@ def test_a_messages_own_today_line_is_its_reference_date_and_not_its_text():
     assert ask("2026-01-10", "I paid 3 days ago") == {"date": "2026-01-07"}
     assert ask("2022-03-15", "I paid 3 days ago") == {"date": "2022-03-12"}
     assert ask("2026-01-10", "where is my card") == {"date": None}
+
+
+# -- several fields of one type ------------------------------------------------------------------
+def _nullable(t: str, description: str) -> dict:
+    return {"anyOf": [{"type": t}, {"type": "null"}], "description": description}
+
+
+HOTEL_SCHEMA = {"type": "object", "properties": {
+    "date": _nullable("string", "Specific date mentioned, YYYY-MM-DD."),
+    "date_from": _nullable("string", "Start date of the stay, YYYY-MM-DD."),
+    "date_to": _nullable("string", "End date of the stay, YYYY-MM-DD."),
+    "people": _nullable("integer", "Number of people in total."),
+    "adults": _nullable("integer", "Number of adults."),
+    "kids": _nullable("integer", "Number of kids."),
+    "rooms": _nullable("integer", "Number of rooms.")}}
+_HOTEL_DEMOS = [
+    ("We arrive on the 2nd of June and leave on the 5th of June",
+     {"date_from": "2022-06-02", "date_to": "2022-06-05"}),
+    ("2 adults and 1 kid please", {"adults": 2, "kids": 1}),
+    ("a table for 4 on the 9th of April", {"date": "2022-04-09", "people": 4}),
+    ("I need 3 rooms", {"rooms": 3}),
+    ("what time is breakfast", {}),
+]
+
+
+def _hotel(model: KnnModel, text: str) -> dict:
+    msgs: list[dict] = [{"role": "system", "content": "Extract the booking. Today is 2022-03-15."}]
+    for t, out in _HOTEL_DEMOS:
+        msgs += [{"role": "user", "content": f"Message: {t}"}, {"role": "assistant", "content":
+                 json.dumps({k: out.get(k) for k in HOTEL_SCHEMA["properties"]})}]
+    msgs.append({"role": "user", "content": f"Message: {text}"})
+    return json.loads(model.complete(Request(messages=tuple(msgs),
+                                             response_schema=HOTEL_SCHEMA)).text)
+
+
+def test_fields_of_one_type_are_told_apart_by_their_cues(model):
+    out = _hotel(model, "2 adults and 3 kids in 2 rooms from the 3rd of May until the 7th of May")
+    assert out == {"date": None, "date_from": "2022-05-03", "date_to": "2022-05-07",
+                   "people": None, "adults": 2, "kids": 3, "rooms": 2}
+    out = _hotel(model, "8 adults")  # one value: one field, not all four
+    assert out["adults"] == 8 and [out[k] for k in ("people", "kids", "rooms")] == [None] * 3
+    out = _hotel(model, "leaving on the 12th of May")
+    assert out["date_to"] == "2022-05-12" and out["date_from"] is None and out["date"] is None
+
+
+def test_fields_share_a_value_only_when_the_demos_show_it(model):
+    schema = {"type": "object", "properties": {k: HOTEL_SCHEMA["properties"][k]
+                                               for k in ("date", "date_from")}}
+    msgs: list[dict] = [{"role": "system", "content": "Today is 2022-03-15."}]
+    for text, d in (("staying from the 2nd of June", "2022-06-02"),
+                    ("a room from the 3rd of July please", "2022-07-03"),
+                    ("we come on the 4th of August", "2022-08-04")):
+        msgs += [{"role": "user", "content": f"Message: {text}"},
+                 {"role": "assistant", "content": json.dumps({"date": d, "date_from": d})}]
+    msgs.append({"role": "user", "content": "Message: from the 9th of May"})
+    out = json.loads(model.complete(Request(messages=tuple(msgs), response_schema=schema)).text)
+    assert out == {"date": "2022-05-09", "date_from": "2022-05-09"}

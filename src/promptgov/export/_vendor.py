@@ -14,7 +14,8 @@ import re
 from importlib import resources
 
 KNN_MODULES = ("_knn.py", "_knn_params.py", "_knn_schema.py", "_knn_cue.py", "_knn_enum.py",
-               "_knn_plan.py", "_knn_prompt.py", "_extractors.py", "_embedding.py", "_draft.py")
+               "_knn_plan.py", "_knn_group.py", "_knn_prompt.py", "_extractors.py",
+               "_embedding.py", "_draft.py")
 """The modules of ``local/knn`` (``promptgov/model/``) an exported package carries."""
 
 _REWRITES = (

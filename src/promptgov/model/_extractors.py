@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
-__all__ = ["extract_amount", "extract_date", "extract_id", "extract_integer", "extract_number",
-           "extract_time", "reference_date", "reference_time"]
+__all__ = ["date_mentions", "extract_amount", "extract_date", "extract_id", "extract_integer",
+           "extract_number", "extract_time", "integer_mentions", "reference_date",
+           "reference_time"]
 
 _V = TypeVar("_V")
 
@@ -70,14 +71,37 @@ def _spans(text: str, *patterns: re.Pattern[str]) -> list[tuple[int, int]]:
     return [m.span() for p in patterns for m in p.finditer(text)]
 
 
-def _free_numbers(text: str) -> Iterator[str]:
-    """Numbers that are not part of an amount, a date or a time and carry no unit."""
+def _free_number_matches(text: str, words: bool = False) -> Iterator[re.Match[str]]:
+    """Numbers (with ``words``, also number words from "one" to "twenty") that are not part of
+    an amount, a date or a time and carry no unit."""
     taken = _spans(text, _AMOUNT, _ISO, _NUMERIC_DATE, _DAY_MONTH, _MONTH_DAY, _DAY_ONLY,
                    _AGO_IN, _CLOCK, _CLOCK_SP, _AMPM, _PAST_TO, _AT_HOUR, _MIN_AGO)
-    for m in re.finditer(r"(?<![\w.,:/-])(\d+(?:\.\d+)?)(?![\w.,:/-]?\d)", text):
+    for m in (_COUNT_OR_DIGITS if words else _DIGITS).finditer(text):
         if any(a <= m.start() < b for a, b in taken) or _UNIT_AFTER.match(text, m.end()):
             continue
+        yield m
+
+
+_DIGITS = re.compile(r"(?<![\w.,:/-])(\d+(?:\.\d+)?)(?![\w.,:/-]?\d)")
+_COUNT_OR_DIGITS = re.compile(r"(?<![\w.,:/-])(\d+(?:\.\d+)?|(?:" + "|".join(
+    _SMALL.split()[1:]) + r")\b)(?![\w.,:/-]?\d)", re.I)
+
+
+def _free_numbers(text: str) -> Iterator[str]:
+    """Numbers that are not part of an amount, a date or a time and carry no unit."""
+    for m in _free_number_matches(text):
         yield m.group(1)
+
+
+def integer_mentions(text: str) -> list[tuple[tuple[int, int], int, bool]]:
+    """(span, value, spelt out) of every free-standing whole number in ``text``, digits or a
+    number word ("two adults"), in order."""
+    out = []
+    for m in _free_number_matches(text, words=True):
+        w = m.group(1).lower()
+        if "." not in w:
+            out.append((m.span(1), _NUMWORDS[w] if w in _NUMWORDS else int(w), w in _NUMWORDS))
+    return out
 
 
 def extract_number(text: str) -> float | None:
@@ -303,6 +327,12 @@ def _safe_date(y: int, m: int, d: int) -> date | None:
         return date(y, m, d)
     except ValueError:
         return None
+
+
+def date_mentions(text: str, today: date | None = None) -> list[tuple[tuple[int, int], str]]:
+    """(span, ISO date) of every date expression ``text`` mentions that resolves, in order."""
+    return [(span, d.isoformat()) for span, d in _resolve(_date_candidates(text, today))
+            if d is not None]
 
 
 def extract_date(text: str, today: date | None = None) -> str | None:

@@ -36,7 +36,10 @@ It answers from the request alone (the messages and the response schema), like a
   variable renders, is that message's reference date and is not read as text). Strings without
   an extractor (a person, a company) take a value only when a demo cue finds one: a demo
   answer's value that appears in the message, or the two words that preceded a value in a demo
-  followed by the same number of words. Nullable fields get null when nothing is found; a
+  followed by the same number of words. Several nullable fields of one type (``date_from``,
+  ``date_to``; ``adults``, ``kids``, ``rooms``) are filled together, each value the message
+  mentions to at most one of them, by cue words and the nearest demos
+  (:mod:`promptgov.model._knn_group`). Nullable fields get null when nothing is found; a
   required, non-nullable field falls back to the k-NN majority of the demos' values, then to the
   type's empty value.
 * **No response schema** (a plain-text draft): a deterministic reply built only from the

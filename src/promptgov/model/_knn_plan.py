@@ -19,6 +19,7 @@ from promptgov.model import _extractors as ex
 from promptgov.model._embedding import _embed_one
 from promptgov.model._knn_cue import _StringCue
 from promptgov.model._knn_enum import _Enum, _Scored
+from promptgov.model._knn_group import _Group, kind_of
 from promptgov.model._knn_params import CONFIDENCE_BIAS, CONFIDENCE_SLOPE, TEMPERATURE, K
 from promptgov.model._knn_schema import (
     _MISSING,
@@ -73,10 +74,37 @@ class _Plan:
         if t == "array":
             return self._compile_array(node, nullable, answers)
         if t == "object" or "properties" in node:
-            fills = {k: self._compile(v, (*path, k), k)
-                     for k, v in node.get("properties", {}).items()}
+            props = node.get("properties", {})
+            fills = {k: self._compile(v, (*path, k), k) for k, v in props.items()}
+            for g in self._groups(props, path):
+                for k in g.names:
+                    fills[k] = _grouped(g, k)
             return lambda ctx: {k: f(ctx) for k, f in fills.items()}
         return self._compile_scalar(node, t, name, nullable, answers)
+
+    def _groups(self, props: dict[str, Any], path: tuple[str, ...]) -> list[_Group]:
+        """The groups of two or more nullable scalar fields of one kind (dates; counts) among
+        ``props``, told apart jointly (:mod:`promptgov.model._knn_group`)."""
+        kinds: dict[str, list[tuple[str, set[str], _Schema]]] = {}
+        for k, v in props.items():
+            node, nullable = _unwrap(v, self.root)
+            if not nullable or _enum_of(node, self.root) is not None:
+                continue
+            words = _words(k)
+            about = f"{k} {node.get('description', '')}"
+            kind = kind_of(node.get("type"), words, about, node.get("format", ""),
+                           bool(_MONEY.search(about)))
+            if kind is not None:
+                kinds.setdefault(kind, []).append((k, words | _words(about), node))
+        groups = []
+        for kind, fields in kinds.items():
+            if len(fields) >= 2:  # a date field's description may name its reference date
+                today = next((d for d in (ex.reference_date(str(n.get("description", "")))
+                                          for _, _, n in fields) if d), self.today)
+                groups.append(_Group(self.prep, kind, [(k, w) for k, w, _ in fields], [
+                    [_path_get(a, (*path, k)) for a in self.prep.demos_out]
+                    for k, _, _ in fields], today, [n for _, _, n in fields]))
+        return groups
 
     def _compile_enum(self, node: _Schema, enum: tuple[list[Any], dict[str, str]],
                       nullable: bool, answers: list[Any]) -> _Fill:
@@ -169,6 +197,16 @@ class _Plan:
         return None, False
 
 
+def _grouped(g: _Group, name: str) -> _Fill:
+    """The fill function of field ``name`` of group ``g`` (the group is filled once per call)."""
+    def fill(ctx: _Ctx) -> Any:
+        out = ctx.groups.get(id(g))
+        if out is None:
+            out = ctx.groups[id(g)] = g.fill(ctx.text, ctx.today, ctx.sims)
+        return out[name]
+    return fill
+
+
 def _whole_amount(s: str) -> int | None:
     """An amount of money in ``s`` for an integer field: only a whole one."""
     a = ex.extract_amount(s)
@@ -182,7 +220,7 @@ _EMPTY: dict[str, Any] = {"string": "", "number": 0.0, "integer": 0, "boolean": 
 class _Ctx:
     """The per-call state: the message, its embedding and its similarity to every demo."""
 
-    __slots__ = ("text", "today", "sims", "ex", "plan", "_scored", "_decided")
+    __slots__ = ("text", "today", "sims", "ex", "plan", "_scored", "_decided", "groups")
 
     def __init__(self, plan: _Plan, text: str, today: date | None = None):
         self.text, self.today = text, today
@@ -192,6 +230,7 @@ class _Ctx:
         self.ex: NDArray[np.float32] = np.exp(self.sims * (1.0 / TEMPERATURE))
         self._scored: dict[int, _Scored] = {}
         self._decided: dict[int, tuple[Any, float]] = {}
+        self.groups: dict[int, dict[str, Any]] = {}
 
     def scores(self, e: _Enum) -> _Scored:
         p = self._scored.get(id(e))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import OrderedDict
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -45,19 +46,22 @@ def _cut_suffix(s: str) -> str:
     return ""
 
 
-def _demos(fixed: tuple[dict[str, str], ...]) -> tuple[list[str], list[Any]]:
+def _demos(fixed: tuple[dict[str, str], ...]) -> tuple[list[str], list[Any], list[date | None]]:
     """The demos: each user message followed by an assistant message, as (the user message
-    without its ``Today is`` line, the answer parsed as JSON, else its text)."""
+    without its ``Today is`` line, the answer parsed as JSON, else its text, that line's date)."""
     demos_in: list[str] = []
     demos_out: list[Any] = []
+    days: list[date | None] = []
     for a, b in zip(fixed, fixed[1:], strict=False):
         if a["role"] == "user" and b["role"] == "assistant":
-            demos_in.append(ex.split_reference(a["content"])[0])
+            core, day = ex.split_reference(a["content"])
+            demos_in.append(core)
+            days.append(day)
             try:
                 demos_out.append(json.loads(b["content"]))
             except ValueError:
                 demos_out.append(b["content"])
-    return demos_in, demos_out
+    return demos_in, demos_out, days
 
 
 def _template_edges(demos_in: list[str]) -> tuple[str, str]:
@@ -77,7 +81,7 @@ class _Prepared:
 
     def __init__(self, fixed: tuple[dict[str, str], ...]):
         self.system = "\n".join(m["content"] for m in fixed if m["role"] == "system")
-        demos_in, self.demos_out = _demos(fixed)
+        demos_in, self.demos_out, self.demos_today = _demos(fixed)
         self.prefix, self.suffix = _template_edges(demos_in)
         self.single = len(demos_in) == 1  # prefix learnt from one demo: re-cut per message
         self.demos_in = [self.strip_template(t) for t in demos_in]
