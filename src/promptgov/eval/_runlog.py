@@ -210,29 +210,53 @@ def link_prompt(c: Any, rid: str, pver: Any, exp: str | None, local: bool = Fals
 def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool) -> None:
     """The Python client reads associatedRunIds, the UI's version page ("MLflow runs:")
     run_ids. A tag is read, extended and written back: on a server two processes may do that
-    at once, so the write is checked after a moment and repeated if another one overwrote it."""
+    at once, so the write is checked after a moment and repeated if another one overwrote it;
+    two first writes of one tag at once make the server's insert fail on its unique key
+    (PostgreSQL: ``model_version_tag_pk``), and the loser tries again."""
     import random
 
-    for _ in range(6):
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(8):
         tags = c.get_prompt_version(pver.name, pver.version).tags or {}
         if all(rid in (tags.get(k) or "").split(",") for k in _RUN_KEYS):
             break
-        for key in _RUN_KEYS:
-            runs = [r for r in (tags.get(key) or "").split(",") if r and r != rid]
-            c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
-        if local:
-            break  # the store lock serialises writers: nobody overwrote it
+        try:
+            _add_run(c, pver, tags, rid)
+        except MlflowException:
+            if local or attempt == 7:
+                raise
+        else:
+            if local:
+                break  # the store lock serialises writers: nobody overwrote it
         time.sleep(random.uniform(0.05, 0.3))
+
+
+def _add_run(c: Any, pver: Any, tags: dict[str, str], rid: str) -> None:
+    """``rid`` appended to the version's run-list tags as read (``tags``)."""
+    for key in _RUN_KEYS:
+        runs = [r for r in (tags.get(key) or "").split(",") if r and r != rid]
+        c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
 
 
 def _link_prompt_to_experiment(c: Any, name: str, exp: str) -> None:
     """The experiment's Prompts tab lists the prompt."""
+    from mlflow.exceptions import MlflowException
     from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
 
-    ids = [e for e in (c.get_prompt(name).tags or {}).get(
-        PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]
-    if exp not in ids:
-        c.set_prompt_tag(name, PROMPT_EXPERIMENT_IDS_TAG_KEY, "," + ",".join([*ids, exp]) + ",")
+    for attempt in range(4):  # two first writers at once: the loser's insert fails, it retries
+        ids = [e for e in (c.get_prompt(name).tags or {}).get(
+            PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]
+        if exp in ids:
+            return
+        try:
+            c.set_prompt_tag(name, PROMPT_EXPERIMENT_IDS_TAG_KEY,
+                             "," + ",".join([*ids, exp]) + ",")
+            return
+        except MlflowException:
+            if attempt == 3:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 def rows(records: Sequence[CaseRecord]) -> list[list[Any]]:
