@@ -149,12 +149,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _workspace(workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
-    from promptgov.workspace import Workspace
-
-    return Workspace.of(workspace)
-
-
 def approve(ref: str, run_id: str, by: str, *,
             workspace: Workspace | str | os.PathLike[str] | None = None,
             alias: str = "approved", record_cassette: bool = False,
@@ -182,8 +176,9 @@ def approve(ref: str, run_id: str, by: str, *,
         >>> pg.approve("ticket_triage@2", r.run_id, by="alice", workspace=ws)   # doctest: +SKIP
     """
     from promptgov.eval._tracking import client
+    from promptgov.workspace import Workspace
 
-    ws = _workspace(workspace)
+    ws = Workspace.of(workspace)
     _check_request(ref, by, alias)
     pv = ws.prompt(ref)
     lock = read_lock(ws.root)
@@ -323,8 +318,9 @@ def revoke(ref: str, by: str, reason: str, *,
     from mlflow.exceptions import MlflowException
 
     from promptgov.eval._tracking import client
+    from promptgov.workspace import Workspace
 
-    ws = _workspace(workspace)
+    ws = Workspace.of(workspace)
     name, version = parse_ref(ref)
     if version is None:
         raise ValueError(f"{ref!r}: revoke one version, e.g. {name}@2")
