@@ -190,6 +190,9 @@ def test_unknown_prompt_and_version(workspace):
         workspace.prompt("nope")
     with pytest.raises(WorkspaceError, match=r"no prompt version ticket_triage@9.*\[1, 2\]"):
         workspace.prompt("ticket_triage@9")
+    with pytest.raises(WorkspaceError, match=r"no prompt named 'ticket_triag'.*did you mean "
+                       r"ticket_triage@2\?"):  # a typo with a version: the name is the problem
+        workspace.prompt("ticket_triag@2")
 
 
 def test_not_a_workspace(tmp_path):

@@ -107,16 +107,15 @@ class Workspace:
 
         name, v = parse_ref(ref)
         v = version or v
-        if v is None:
-            vs = self.versions(name)
-            if not vs:
-                from difflib import get_close_matches
+        vs = self.versions(name)
+        if not vs:  # a typo in the name, with or without a version
+            from difflib import get_close_matches
 
-                close = get_close_matches(name, self.prompt_names(), n=1)
-                raise WorkspaceError(self.root / "prompts" / name, f"no prompt named {name!r}",
-                                     f"did you mean {close[0]}?" if close else
-                                     f"known prompts: {', '.join(self.prompt_names()) or 'none'}")
-            v = max(vs)
+            close = get_close_matches(name, self.prompt_names(), n=1)
+            raise WorkspaceError(self.root / "prompts" / name, f"no prompt named {name!r}",
+                                 f"did you mean {close[0]}{'@' + str(v) if v else ''}?" if close
+                                 else f"known prompts: {', '.join(self.prompt_names()) or 'none'}")
+        v = v or max(vs)
         if (name, v) not in self._prompts:
             path = self.prompt_files().get((name, v))
             if path is None:
