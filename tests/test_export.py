@@ -20,21 +20,19 @@ from base64 import urlsafe_b64encode
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands)
 from conftest import copy_workspace
+from promptgov._portable import FILES as PORTABLE_FILES
+from promptgov._portable import _hashing, _render
+from promptgov._portable._render import UndefinedVariable
 from promptgov.cli._app import app
 from promptgov.errors import GovernanceError, WorkspaceError
-from promptgov.export._runtime import _hashing, _render
-from promptgov.export._runtime._errors import RenderError
 from promptgov.export._runtime._facts import unsupported_facts
 from promptgov.governance import load_approval
 from promptgov.governance._releases import Release
-from promptgov.hashing import content_hash
 from promptgov.workspace._policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,19 +96,7 @@ def tree(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*")) if d.exists() else []
 
 
-# -- the parts the runtime copies: hashing and rendering ------------------------------------------
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4), max_leaves=20)
-
-
-@given(json_values)
-def test_runtime_hashing_is_promptgovs(value):
-    assert _hashing.content_hash(value) == content_hash(value)
-
+# -- the parts the package shares with the workbench (promptgov._portable): hashing, rendering --
 
 def test_runtime_hashing_reproduces_the_lock(workspace):
     lock = json.loads((workspace.root / "governance/lock.json").read_text(encoding="utf-8"))
@@ -141,7 +127,7 @@ def test_runtime_renders_exactly_like_jinja2(template, ctx):
         want = None
     try:
         got = _render.render(template, ctx)
-    except RenderError:
+    except UndefinedVariable:
         got = None
     if "items" in template:  # a bound method's repr holds its address: compare the start
         want, got = want.split(" at ")[0], got.split(" at ")[0]
@@ -243,6 +229,20 @@ def test_export_is_reproducible_and_a_well_formed_wheel(approved, tmp_path, monk
     with zipfile.ZipFile(third) as z:
         assert {i.date_time for i in z.infolist()} == {(2023, 11, 14, 22, 13, 20)}
         assert {n: z.read(n) for n in z.namelist()} == files
+
+
+def test_the_wheel_carries_the_workbench_portable_code_verbatim(approved, tmp_path):
+    """Hashing, the output parser, the template fill and the call records are promptgov's own
+    files, byte for byte, beside the runtime; the vendored local/knn imports them there."""
+    wheel = pg.export("support_bot", out=tmp_path, workspace=approved[0])
+    src = ROOT / "src" / "promptgov" / "_portable"
+    with zipfile.ZipFile(wheel) as z:
+        for name in PORTABLE_FILES:
+            assert z.read(f"support_bot/{name}") == (src / name).read_bytes(), name
+        knn = {n: z.read(n).decode() for n in z.namelist() if n.startswith("support_bot/_knn/")}
+    assert "from .._calls import Completion, Request, Usage" in knn["support_bot/_knn/_knn.py"]
+    assert "from .._jsonschema import resolve" in knn["support_bot/_knn/_knn_schema.py"]
+    assert not any("promptgov._portable" in text for text in knn.values())
 
 
 def test_export_refuses_unapproved_drifted_and_revoked_versions(ws_copy, tmp_path):

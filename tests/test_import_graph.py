@@ -1,13 +1,16 @@
 """The package's layers only point down, and no module imports itself back through others.
 
     cli → export, adversarial, optimize, jobs, _loop → governance → eval → model, workspace, plot
-        → core
+        → core (errors, hashing, _portable)
 
 `plot` imports nothing of promptgov (matplotlib figures of results and tables): it sits low, so
 that ``eval`` can log the figures a notebook draws with it.
 
-`export/_runtime/` is copied verbatim into every exported wheel and imports only its siblings.
-Imports under `if TYPE_CHECKING:` are annotations, not dependencies, and are not counted.
+`_portable/` is the bottom: stdlib only, copied verbatim into every exported wheel, it imports
+nothing of promptgov but its own modules (tests/test_runtime_parity.py holds it to that).
+`export/_runtime/` is copied into the wheel too and imports only its siblings (there, the
+`_portable` files; here, stand-ins that import them). Imports under `if TYPE_CHECKING:` are
+annotations, not dependencies, and are not counted.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "promptgov"
 LAYER = {"cli": 6, "export": 5, "adversarial": 5, "optimize": 5, "jobs": 5, "_loop": 5,
-         "governance": 4, "eval": 3, "model": 2, "workspace": 2, "plot": 2}
+         "governance": 4, "eval": 3, "model": 2, "workspace": 2, "plot": 2,
+         "errors": 0, "hashing": 0, "_version": 0, "_portable": 0}
 
 
 def _modules() -> dict[str, Path]:
@@ -69,6 +73,16 @@ def test_no_upward_import():
     up = sorted(f"{a} -> {b}" for a, bs in graph().items() for b in bs
                 if layer(b) > layer(a) and ".export._runtime" not in a)
     assert up == []
+
+
+def test_portable_is_the_bottom():
+    """``_portable`` imports nothing of promptgov but itself, and every module of the package
+    has a layer (a new top-level module is placed on purpose, not by the default)."""
+    g = graph()
+    portable = "promptgov._portable"
+    assert sorted(f"{a} -> {b}" for a, bs in g.items() if a.startswith(portable)
+                  for b in bs if not b.startswith(portable)) == []
+    assert sorted({m.split(".")[1] for m in g if m.count(".")} - LAYER.keys()) == []
 
 
 def test_no_import_cycle():

@@ -2,26 +2,16 @@
 
 Every hash (prompt content, schema, evalset, render fingerprint, cache key) is the sha256 of the
 canonical JSON of a plain value: keys sorted, compact separators, UTF-8, no NaN. YAML layout and
-key order therefore never change a hash, while template text is hashed exactly as written.
+key order therefore never change a hash, while template text is hashed exactly as written. The
+functions are :mod:`promptgov._portable._hashing`'s, the very file an exported package carries
+to re-derive the same hashes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+from promptgov._portable._hashing import PREFIX, bytes_hash, canonical_json, content_hash
 
-PREFIX = "sha256:"
-
-
-def canonical_json(value: object) -> str:
-    """Serialise ``value`` to its canonical JSON text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def content_hash(value: object) -> str:
-    """``sha256:<hex>`` of the canonical JSON of ``value``."""
-    return PREFIX + hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+__all__ = ["PREFIX", "bytes_hash", "canonical_json", "content_hash", "short"]
 
 
 def short(h: str, n: int = 12) -> str:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from promptgov._portable._jsonschema import enum_fields
 from promptgov.adversarial._noisy import text_fields
 from promptgov.adversarial._strategies import noisy_case
 from promptgov.adversarial._transforms import Transform, registry
@@ -209,12 +210,7 @@ def default_decoys(pv: PromptVersion, schema: type[BaseModel] | None) -> tuple[s
         return tuple(pv.labels)
     if schema is None:
         return ()
-    from promptgov.eval._parse import _enum_values, _json_schema
+    from promptgov.eval._parse import _json_schema
 
-    js = _json_schema(schema)
-    for prop in js.get("properties", {}).values():
-        items = prop.get("items") if prop.get("type") == "array" else None
-        vals = _enum_values(items or prop, js.get("$defs", {}))
-        if vals:
-            return tuple(vals)
-    return ()
+    fields = enum_fields(_json_schema(schema))
+    return tuple(fields[0][2]) if fields else ()

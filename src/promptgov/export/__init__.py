@@ -5,7 +5,8 @@
     PosixPath('dist/support_bot-3-py3-none-any.whl')
 
 ``pg.export`` is this package and is callable: calling it runs :func:`export_release`.
-The wheel's runtime lives in ``_runtime/`` (copied into every package as it is), the generated
+The wheel's runtime lives in ``_runtime/`` (copied into every package as it is, with
+``promptgov._portable`` and the offline baseline, see ``_vendor``), the generated
 ``__init__.py`` and README in ``_templates/``; ``_package`` decides what goes in, ``_wheel``
 writes it reproducibly, ``_render_check`` proves the runtime renders as jinja2 does.
 """

@@ -1,7 +1,8 @@
 """What goes into an exported package: the release's approved prompt versions (the content that
 was hashed, plus the system and demo messages rendered at export), their schema files verbatim
-with the JSON Schema that was approved, the routing bands and retry limits, the runtime, a
-generated ``__init__.py``, and ``manifest.json`` with every hash.
+with the JSON Schema that was approved, the routing bands and retry limits, the runtime (with
+the workbench's portable modules and its vendored offline baseline), a generated
+``__init__.py``, and ``manifest.json`` with every hash.
 
 Everything here is a pure function of the workspace's content: no clock, no paths, no
 environment but the tool versions recorded in the manifest, so the same release gives the same
@@ -19,12 +20,12 @@ from dataclasses import asdict, dataclass
 from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
 
+from promptgov._portable._hashing import bytes_hash, content_hash
 from promptgov._version import RENDER_VERSION, __version__
 from promptgov.errors import WorkspaceError
 from promptgov.export._render_check import check_user_template, template_attributes
 from promptgov.export._runtime import RUNTIME_FILES
-from promptgov.export._runtime._hashing import bytes_hash, content_hash
-from promptgov.export._vendor import vendored
+from promptgov.export._vendor import portable, vendored
 
 if TYPE_CHECKING:
     import jinja2
@@ -116,6 +117,7 @@ def contents(ws: Workspace, release: Release, approvals: dict[str, Approval], ro
     runtime = resources.files("promptgov.export._runtime")
     for name in RUNTIME_FILES:
         files[name] = runtime.joinpath(name).read_bytes()
+    files.update(portable())  # what the runtime shares with the workbench, beside it
     files.update(vendored())  # local/knn for the [offline] extra
     files["py.typed"] = b""
     manifest: dict[str, Any] = {

@@ -9,9 +9,9 @@ import keyword
 import re
 from typing import TYPE_CHECKING, Any
 
+from promptgov._portable import _render as runtime  # the exported package's _render.py
+from promptgov._portable._render import UndefinedVariable
 from promptgov.errors import WorkspaceError
-from promptgov.export._runtime import _render as runtime
-from promptgov.export._runtime._errors import RenderError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,7 +72,7 @@ def _jinja(pv: PromptVersion, inputs: dict[str, Any]) -> str | None:
 def _runtime(template: str, inputs: dict[str, Any]) -> str | None:
     try:
         return runtime.render(template, inputs)
-    except RenderError:
+    except UndefinedVariable:
         return None
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from promptgov._portable._jsonschema import resolve
 from promptgov.errors import ModelError, ModelTimeout, RateLimited, ServerError
 from promptgov.hashing import content_hash
 from promptgov.model._base import Completion, Request, Usage
@@ -198,17 +199,8 @@ def _apply_malformation(text: str, kind: str, schema: dict[str, Any] | None) -> 
 # -- schema helpers -------------------------------------------------------------------------
 
 def _resolve(node: Any, root: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local ``$ref`` (``#/$defs/X`` or ``#/definitions/X``) to its target."""
-    seen = 0
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 32:
-        ref = node["$ref"]
-        if not ref.startswith("#/"):
-            break
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        seen += 1
+    """``node`` with its local ``$ref`` followed; ``{}`` for a node that is no object."""
+    node = resolve(node, root)
     return node if isinstance(node, dict) else {}
 
 

@@ -66,8 +66,8 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any
 
+from promptgov._portable._calls import Completion, Request, Usage
 from promptgov.errors import BadRequest
-from promptgov.model._base import Completion, Request, Usage
 
 # the parts, re-exported: tests, benchmarks and the registry import them from here
 from promptgov.model._draft import DRAFT_MAX_CHARS as DRAFT_MAX_CHARS

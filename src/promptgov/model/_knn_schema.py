@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from promptgov._portable._jsonschema import resolve
 from promptgov.errors import BadRequest
 from promptgov.model._knn_params import MODEL_ID
 
@@ -23,19 +24,12 @@ def _value_descriptions(text: str) -> dict[str, str]:
     return {m.group(1).strip(): m.group(2) for m in _DESC_LINE.finditer(text or "")}
 
 
-def _resolve(node: Any, root: _Schema, depth: int = 0) -> Any:
-    while isinstance(node, dict) and "$ref" in node and depth < 32:
-        ref = node["$ref"]
-        target: Any = root
-        if not ref.startswith("#"):
-            raise BadRequest(f"local/knn: only local $ref are supported, got {ref!r}",
-                             model=MODEL_ID)
-        for part in filter(None, ref[1:].split("/")):
-            target = target.get(part.replace("~1", "/").replace("~0", "~"), {}) \
-                if isinstance(target, dict) else {}
-        extra = {k: v for k, v in node.items() if k != "$ref"}
-        node = {**target, **extra}
-        depth += 1
+def _resolve(node: Any, root: _Schema) -> Any:
+    node = resolve(node, root)
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if isinstance(ref, str) and not ref.startswith("#"):  # resolve() follows local ones only
+        raise BadRequest(f"local/knn: only local $ref are supported, got {ref!r}",
+                         model=MODEL_ID)
     return node
 
 

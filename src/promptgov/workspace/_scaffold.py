@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from promptgov._portable._jsonschema import enum_values
 from promptgov.errors import WorkspaceError
 
 if TYPE_CHECKING:
@@ -192,10 +193,8 @@ def new_prompt(name: str, *, kind: Kind = "extraction", schema: str | None = Non
     schema = None if kind == "draft" else (schema or f"{name}@1")
     labels = ["billing", "technical", "other"]
     if kind == "classification" and schema in ws.schemas:
-        enum = ws.schemas[schema].json_schema
-        prop = enum.get("properties", {}).get("label", {})
-        ref = prop.get("$ref", "").split("/")[-1]
-        labels = list((enum.get("$defs", {}).get(ref) or prop).get("enum") or labels)
+        js = ws.schemas[schema].json_schema
+        labels = enum_values(js.get("properties", {}).get("label", {}), js) or labels
     return _write_new(ws.root / "prompts" / name / "v1.yaml",
                       _prompt_text(name, kind, schema, labels), ws.root)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptgov._portable._jsonschema import resolve
 from promptgov.errors import WorkspaceError
 from promptgov.hashing import content_hash
 from promptgov.workspace._refs import parse_ref
@@ -97,10 +98,10 @@ def diff_schemas(old: JSONSchema, new: JSONSchema) -> list[SchemaChange]:
     narrowed, an enum value removed. Additive: a new optional field, a type widened, an enum
     value added.
     """
-    return _diff_object(old, new, old.get("$defs", {}), new.get("$defs", {}), "")
+    return _diff_object(old, new, old, new, "")
 
 
-def _diff_object(old: JSONSchema, new: JSONSchema, odefs: JSONSchema, ndefs: JSONSchema,
+def _diff_object(old: JSONSchema, new: JSONSchema, oroot: JSONSchema, nroot: JSONSchema,
                  at: str) -> list[SchemaChange]:
     out: list[SchemaChange] = []
     op, np_ = old.get("properties", {}), new.get("properties", {})
@@ -113,19 +114,19 @@ def _diff_object(old: JSONSchema, new: JSONSchema, odefs: JSONSchema, ndefs: JSO
     for f in sorted(op.keys() & np_.keys()):
         if f in nreq and f not in oreq:
             out.append(SchemaChange(at + f, "now required", True))
-        out += _diff_field(_resolve(op[f], odefs), _resolve(np_[f], ndefs), odefs, ndefs, at + f)
+        out += _diff_field(resolve(op[f], oroot), resolve(np_[f], nroot), oroot, nroot, at + f)
     return out
 
 
-def _diff_field(o: JSONSchema, n: JSONSchema, odefs: JSONSchema, ndefs: JSONSchema,
+def _diff_field(o: JSONSchema, n: JSONSchema, oroot: JSONSchema, nroot: JSONSchema,
                 at: str) -> list[SchemaChange]:
     out: list[SchemaChange] = []
-    ot, nt = _types(o, odefs), _types(n, ndefs)
+    ot, nt = _types(o, oroot), _types(n, nroot)
     if ot - nt:
         out.append(SchemaChange(at, f"type narrowed: {sorted(ot - nt)} no longer allowed", True))
     if nt - ot:
         out.append(SchemaChange(at, f"type widened: {sorted(nt - ot)} now allowed", False))
-    oe, ne = _enum(o, odefs), _enum(n, ndefs)
+    oe, ne = _enum(o, oroot), _enum(n, nroot)
     if oe is not None and ne is not None:
         if oe - ne:
             out.append(SchemaChange(at, f"enum values removed: {sorted(oe - ne)}", True))
@@ -133,46 +134,39 @@ def _diff_field(o: JSONSchema, n: JSONSchema, odefs: JSONSchema, ndefs: JSONSche
             out.append(SchemaChange(at, f"enum values added: {sorted(ne - oe)}", False))
     elif oe is None and ne is not None:
         out.append(SchemaChange(at, "now restricted to an enum", True))
-    oo, no = _object(o, odefs), _object(n, ndefs)
+    oo, no = _object(o, oroot), _object(n, nroot)
     if oo and no:
-        out += _diff_object(oo, no, odefs, ndefs, at + ".")
+        out += _diff_object(oo, no, oroot, nroot, at + ".")
     # list items and map values (``list[Intent]``: an enum value removed there is breaking too)
     for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
-        oi, ni = _sub(o, odefs, key), _sub(n, ndefs, key)
+        oi, ni = _sub(o, oroot, key), _sub(n, nroot, key)
         if oi is not None and ni is not None:
-            out += _diff_field(_resolve(oi, odefs), _resolve(ni, ndefs), odefs, ndefs, at + suffix)
+            out += _diff_field(resolve(oi, oroot), resolve(ni, nroot), oroot, nroot, at + suffix)
     return out
 
 
-def _sub(s: JSONSchema, defs: JSONSchema, key: str) -> JSONSchema | None:
-    subs = [v[key] for v in _variants(s, defs) if isinstance(v.get(key), dict)]
+def _sub(s: JSONSchema, root: JSONSchema, key: str) -> JSONSchema | None:
+    subs = [v[key] for v in _variants(s, root) if isinstance(v.get(key), dict)]
     return subs[0] if len(subs) == 1 else None
 
 
-def _resolve(s: JSONSchema, defs: JSONSchema) -> JSONSchema:
-    ref = s.get("$ref")
-    if ref and ref.startswith("#/$defs/"):
-        return {**defs.get(ref.split("/")[-1], {}), **{k: v for k, v in s.items() if k != "$ref"}}
-    return s
-
-
-def _variants(s: JSONSchema, defs: JSONSchema) -> list[JSONSchema]:
-    s = _resolve(s, defs)
+def _variants(s: JSONSchema, root: JSONSchema) -> list[JSONSchema]:
+    s = resolve(s, root)
     alts = s.get("anyOf") or s.get("oneOf")
-    return [v for a in alts for v in _variants(a, defs)] if alts else [s]
+    return [v for a in alts for v in _variants(a, root)] if alts else [s]
 
 
-def _types(s: JSONSchema, defs: JSONSchema) -> set[str]:
+def _types(s: JSONSchema, root: JSONSchema) -> set[str]:
     out: set[str] = set()
-    for v in _variants(s, defs):
+    for v in _variants(s, root):
         t = v.get("type", "enum" if "enum" in v or "const" in v else "any")
         out.update(t if isinstance(t, list) else [t])
     return out
 
 
-def _enum(s: JSONSchema, defs: JSONSchema) -> set[str] | None:
+def _enum(s: JSONSchema, root: JSONSchema) -> set[str] | None:
     vals: set[str] = set()
-    for v in _variants(s, defs):
+    for v in _variants(s, root):
         if "enum" in v:
             vals.update(map(str, v["enum"]))
         elif "const" in v:
@@ -182,6 +176,6 @@ def _enum(s: JSONSchema, defs: JSONSchema) -> set[str] | None:
     return vals or None
 
 
-def _object(s: JSONSchema, defs: JSONSchema) -> JSONSchema | None:
-    objs = [v for v in _variants(s, defs) if v.get("type") == "object" and "properties" in v]
+def _object(s: JSONSchema, root: JSONSchema) -> JSONSchema | None:
+    objs = [v for v in _variants(s, root) if v.get("type") == "object" and "properties" in v]
     return objs[0] if len(objs) == 1 else None

@@ -19,9 +19,9 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._errors import IntegrityError
+from ._errors import IntegrityError, RenderError
 from ._hashing import bytes_hash, content_hash
-from ._render import render
+from ._render import UndefinedVariable, render
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -76,7 +76,11 @@ class Prompt(NamedTuple):
     def messages(self, inputs: Mapping[str, Any]) -> list[Message]:
         if "today" not in inputs and _TODAY.search(self.user):  # relative dates: the call's day
             inputs = {**inputs, "today": datetime.date.today().isoformat()}
-        return [*self.fixed, {"role": "user", "content": render(self.user, inputs)}]
+        try:
+            user = render(self.user, inputs)
+        except UndefinedVariable as e:
+            raise RenderError(str(e)) from None
+        return [*self.fixed, {"role": "user", "content": user}]
 
 
 _TODAY = re.compile(r"\{\{-?\s*today\b")

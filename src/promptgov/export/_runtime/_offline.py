@@ -15,7 +15,7 @@ from ._errors import ConfigurationError, ModelError
 from ._usage import note
 
 if TYPE_CHECKING:
-    from ._knn_base import Completion  # what the vendored model returns, as _knn/_base.py
+    from ._calls import Completion
     from ._models import CallOptions, Messages
 
 
@@ -36,8 +36,9 @@ class Offline:
         # Without tiktoken (not in the extra) token counts in job traces are estimates: that is
         # expected here, not worth the baseline's warning in a service's log.
         logging.getLogger("promptgov.model._knn").setLevel(logging.ERROR)
-        # _knn/ exists only in an exported package (_vendor.py writes it), never here
-        from ._knn._base import Request  # type: ignore[import-not-found]
+        # _knn/ exists only in an exported package (_vendor.py writes it), never here; it takes
+        # the package's _calls.Request, which is promptgov's own
+        from ._calls import Request
         from ._knn._knn import KnnModel  # type: ignore[import-not-found]
 
         self.model: Any = KnnModel()

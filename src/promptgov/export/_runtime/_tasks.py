@@ -3,7 +3,7 @@ anchored to its facts. The generated ``__init__.py`` wraps each with the package
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._engine import REASK_DRAFT, ask
 from ._errors import DraftRejected, InvalidOutput, ModelError
@@ -11,7 +11,11 @@ from ._errors import DraftRejected, InvalidOutput, ModelError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from pydantic import BaseModel
+
     from ._bundle import Action, Bundle
+
+T = TypeVar("T", bound="BaseModel")
 
 
 class Decision(NamedTuple):
@@ -34,13 +38,22 @@ class Decision(NamedTuple):
 def extract(bundle: Bundle, ref: str, inputs: Mapping[str, Any]) -> Any:
     """The schema object the model extracts; raises :class:`ModelError` (or its subclass
     :class:`InvalidOutput`) when no valid answer came within the retry policy."""
-    from ._parse import parse_output
-
     sid = bundle.prompts[ref].schema
     # extraction and classification prompts always name a schema: sid is never None here
     schema = bundle.schema_class(sid)  # type: ignore[arg-type]
     js = bundle.json_schemas[sid]  # type: ignore[index]
-    return ask(bundle, ref, inputs, lambda text: parse_output(text, schema, js))
+    return ask(bundle, ref, inputs, lambda text: parse(text, schema, js))
+
+
+def parse(text: str, model: type[T], json_schema: dict[str, Any]) -> T:
+    """``text`` as a ``model`` object (whose JSON Schema is ``json_schema``), as the workbench
+    parses it (the same ``_parse.py``); :class:`InvalidOutput` when it is none."""
+    from ._parse import OutputError, parse_output
+
+    try:
+        return parse_output(text, json_schema, model.model_validate)[0]
+    except OutputError as e:
+        raise InvalidOutput(str(e), kind=e.kind) from None
 
 
 def triage(bundle: Bundle, ref: str, inputs: Mapping[str, Any]) -> Decision:
