@@ -1,4 +1,4 @@
-"""``promptgov.adversarial``: noise that keeps the expected output, reproducible noisy evalsets,
+"""``promptgov.robustness``: noise that keeps the expected output, reproducible noisy evalsets,
 the robustness run in MLflow, minimal failing inputs, and the ``adversarial`` command."""
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typer.testing import CliRunner
 
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands on the app)
-from promptgov.adversarial import (
+from promptgov.cli._app import app
+from promptgov.robustness import (
     TRANSFORMS,
     NoiseContext,
     noisy_case,
     noisy_cases,
     noisy_text,
 )
-from promptgov.adversarial import _phrases as phrases
-from promptgov.cli._app import app
+from promptgov.robustness import _phrases as phrases
 from promptgov.workspace import Workspace
 from promptgov.workspace._evalset import Case, write_evalset
 
@@ -37,7 +37,7 @@ TRIAGE = [c.input["text"] for c in _WS.evalset("ticket_triage").cases[:60]]
 EXTRACTION = [c for c in _WS.evalset("ticket_extraction").cases
               if any(isinstance(v, str) and v in c.input["text"] for v in c.expected.values())]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-STRATEGY = {k: getattr(pg.adversarial, k) for k in TRANSFORMS}  # the public per-kind strategies
+STRATEGY = {k: getattr(pg.robustness, k) for k in TRANSFORMS}  # the public per-kind strategies
 
 # Texts with numbers, protected values and odd whitespace, beside the real Banking77 ones.
 texts = st.sampled_from(TRIAGE) | st.sampled_from(
@@ -147,7 +147,7 @@ def test_same_seed_same_cases_in_another_process_different_seed_differs():
         return content_hash([c.model_dump(mode="json") for c in noisy_cases(es, n=300, seed=seed)])
 
     code = ("from promptgov.workspace import Workspace; from promptgov.hashing import "
-            "content_hash; from promptgov.adversarial import noisy_cases; "
+            "content_hash; from promptgov.robustness import noisy_cases; "
             f"es = Workspace({str(ROOT)!r}).evalset('ticket_triage'); "
             "print(content_hash([c.model_dump(mode='json') for c in "
             "noisy_cases(es, n=300, seed=7)]))")
@@ -218,7 +218,7 @@ def test_robustness_run_logs_clean_noisy_and_per_transformation_deltas(ws):
 
 
 def test_minimal_failing_input_flips_a_right_answer(ws):
-    df = pg.adversarial.minimal_failing("ticket_triage@2", "triage_small", model="local/knn",
+    df = pg.robustness.minimal_failing("ticket_triage@2", "triage_small", model="local/knn",
                                         workspace=ws, max_cases=3, seed=0)
     assert len(df) >= 1
     row = df.iloc[0]

@@ -391,8 +391,15 @@ def test_pre_commit_hook_and_workflow_example():
 
 
 def test_public_names():
+    import importlib
+    import inspect
+
     for name in ("approve", "revoke", "status", "release", "gate"):
         assert name in pg.__all__ and callable(getattr(pg, name))
+    importlib.import_module("promptgov.robustness")  # a subpackage import shadows nothing
+    assert inspect.isfunction(pg.adversarial)  # plain functions, not callable modules
+    assert set(pg.__all__) <= set(dir(pg)) and all(getattr(pg, n) is not None
+                                                   for n in pg.__all__)
 
 
 def test_adversarial_drop_gate_reads_the_adversarial_run(ws):

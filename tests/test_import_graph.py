@@ -1,6 +1,6 @@
 """The package's layers only point down, and no module imports itself back through others.
 
-    cli → export, adversarial, optimize, jobs, _loop → governance → eval → model, workspace, plot
+    cli → export, robustness, optimize, jobs, _loop → governance → eval → model, workspace, plot
         → core (errors, hashing, _portable)
 
 `plot` imports nothing of promptgov (matplotlib figures of results and tables): it sits low, so
@@ -19,7 +19,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "promptgov"
-LAYER = {"cli": 6, "export": 5, "adversarial": 5, "optimize": 5, "jobs": 5, "_loop": 5,
+LAYER = {"cli": 6, "export": 5, "robustness": 5, "optimize": 5, "jobs": 5, "_loop": 5,
          "governance": 4, "eval": 3, "model": 2, "workspace": 2, "plot": 2,
          "errors": 0, "hashing": 0, "_version": 0, "_portable": 0}
 

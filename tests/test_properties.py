@@ -6,7 +6,7 @@
 * the cache key is stable: equal requests give equal keys across objects, prompt loads and
   processes; what changes the answer (sample, model, messages) changes the key, what does not
   (labels, timeout, key order) does not;
-* any model output built by ``promptgov.adversarial.model_outputs`` ends, through the engine
+* any model output built by ``promptgov.robustness.model_outputs`` ends, through the engine
   (parse, validate, re-ask), in a schema-valid object or a recorded failure (1,000 examples;
   ``test_parse_property.py`` proves the parser alone on another 1,000).
 
@@ -27,11 +27,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptgov.adversarial import model_outputs, noisy_text
 from promptgov.eval._engine import Runner
 from promptgov.hashing import content_hash
 from promptgov.model._base import Request
 from promptgov.model._fake import FakeModel
+from promptgov.robustness import model_outputs, noisy_text
 from promptgov.workspace import Workspace
 from promptgov.workspace._evalset import Case, Evalset
 from promptgov.workspace._policy import Policy

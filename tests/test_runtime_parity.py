@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 import promptgov._portable as portable
 from conftest import ROOT
 from promptgov._portable import _parse
-from promptgov.adversarial import model_outputs
 from promptgov.errors import InvalidOutput
 from promptgov.eval._parse import parse_output as workbench_parse
 from promptgov.export._runtime import RUNTIME_FILES, STAND_INS
 from promptgov.export._runtime._errors import InvalidOutput as RuntimeInvalid
 from promptgov.export._runtime._tasks import parse as runtime_parse
+from promptgov.robustness import model_outputs
 from promptgov.workspace import Workspace
 
 WS = Workspace(ROOT)

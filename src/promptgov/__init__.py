@@ -32,7 +32,7 @@ _LAZY = {
     "status": "promptgov.governance._status",
     "release": "promptgov.governance._releasing",
     "gate": "promptgov.governance._regression",
-    "adversarial": "promptgov.adversarial",
+    "adversarial": "promptgov.robustness",
     "export": "promptgov.export",
     "new_schema": "promptgov.workspace._scaffold",
     "new_prompt": "promptgov.workspace._scaffold",
@@ -43,8 +43,9 @@ _LAZY = {
     "PromptgovError": "promptgov.errors",
     "GateFailed": "promptgov.errors",
 }
-_SUBMODULES = ("plot",)
-"""Modules a notebook reaches as attributes: ``pg.plot.pareto(...)``."""
+_SUBMODULES = ("plot", "robustness")
+"""Modules a notebook reaches as attributes: ``pg.plot.pareto(...)``,
+``pg.robustness.ocr_typos()``."""
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

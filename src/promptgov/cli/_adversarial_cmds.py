@@ -22,7 +22,7 @@ from promptgov.cli._eval_cmds import (
 )
 
 if TYPE_CHECKING:
-    from promptgov.adversarial._result import AdversarialResult
+    from promptgov.robustness._result import AdversarialResult
     from promptgov.workspace import Workspace
 
 _MAIN = ("accuracy", "macro_f1", "object_match", "failure_rate", "automation_rate",
@@ -56,12 +56,12 @@ def adversarial_cmd(
     Example: promptgov adversarial ticket_triage@2 --model local/knn -n 500 --seed 1
     """
     _quiet_mlflow()
-    from promptgov.adversarial import run
+    from promptgov.robustness import adversarial
 
     w = workspace(ws)
     kinds = [t.strip() for t in transforms.split(",") if t.strip()] if transforms else None
     with _errors(ValueError):
-        r = run(ref, evalset, model=model, workspace=w, n=n, seed=seed, kinds=kinds,
+        r = adversarial(ref, evalset, model=model, workspace=w, n=n, seed=seed, kinds=kinds,
                 max_transforms=max_transforms, minimal=minimal, lock=lock,
                 concurrency=concurrency, track=not no_track,
                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))

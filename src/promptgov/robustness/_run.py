@@ -15,15 +15,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptgov.adversarial._noisy import noisy_cases, noisy_name, save_noisy
-from promptgov.adversarial._result import (
+from promptgov.robustness._noisy import noisy_cases, noisy_name, save_noisy
+from promptgov.robustness._result import (
     AdversarialResult,
     metric_rows,
     paired_rows,
     transform_rows,
 )
-from promptgov.adversarial._shrink import default_decoys, minimal_failing
-from promptgov.adversarial._transforms import Transform, registry
+from promptgov.robustness._shrink import default_decoys, minimal_failing
+from promptgov.robustness._transforms import Transform, registry
 
 if TYPE_CHECKING:
     import os

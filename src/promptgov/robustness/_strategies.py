@@ -1,6 +1,6 @@
 """hypothesis strategies: noisy inputs that keep the expected output, malformed model outputs.
 
-Input strategies are the pure transformations of :mod:`promptgov.adversarial._transforms`
+Input strategies are the pure transformations of :mod:`promptgov.robustness._transforms`
 driven by ``st.randoms(use_true_random=False)``: hypothesis records every choice a
 transformation makes and shrinks it towards 0, i.e. towards fewer, shorter, earlier noise.
 Output strategies turn schema-valid objects into what models really send back, through
@@ -9,7 +9,7 @@ Output strategies turn schema-valid objects into what models really send back, t
 Example (a test a prompt engineer might write)::
 
     from hypothesis import given
-    from promptgov.adversarial import NoiseContext, forwarded_chain, noisy_text
+    from promptgov.robustness import NoiseContext, forwarded_chain, noisy_text
 
     @given(noisy_text("Where is my card?", NoiseContext(decoys=("card_linking",))))
     def test_triage_survives_noise(v):
@@ -28,15 +28,15 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from promptgov.adversarial._noisy import require_text, vary_case
-from promptgov.adversarial._transforms import (
+from promptgov.model._fake import MALFORMED_KINDS, _resolve, malform
+from promptgov.robustness._noisy import require_text, vary_case
+from promptgov.robustness._transforms import (
     NoiseContext,
     Transform,
     Variant,
     apply,
     registry,
 )
-from promptgov.model._fake import MALFORMED_KINDS, _resolve, malform
 from promptgov.workspace._evalset import Case
 
 _NO_CTX = NoiseContext()

@@ -6,8 +6,8 @@ cost a prompt (a robustness run in MLflow), and the smallest noise that flips an
     >>> r.deltas                 # clean vs noisy accuracy per transformation   # doctest: +SKIP
     >>> r.minimal_failures       # shrunk variants that flip a right answer     # doctest: +SKIP
 
-``pg.adversarial`` is this package and is callable: calling it runs :func:`run` (the robustness
-run); its attributes are the building blocks:
+:func:`adversarial` (``pg.adversarial``) is the robustness run; ``pg.robustness`` holds the
+building blocks:
 
 * hypothesis strategies, one per transformation (:func:`ocr_typos`, :func:`case_whitespace`,
   :func:`forwarded_chain`, :func:`quoted_reply`, :func:`signature_headers`,
@@ -22,15 +22,11 @@ run); its attributes are the building blocks:
 
 from __future__ import annotations
 
-import sys
-from types import ModuleType
-from typing import Any
-
-from promptgov.adversarial._noisy import noisy_cases
-from promptgov.adversarial._result import AdversarialResult
-from promptgov.adversarial._run import adversarial as run
-from promptgov.adversarial._shrink import minimal_failing
-from promptgov.adversarial._strategies import (
+from promptgov.robustness._noisy import noisy_cases
+from promptgov.robustness._result import AdversarialResult
+from promptgov.robustness._run import adversarial
+from promptgov.robustness._shrink import minimal_failing
+from promptgov.robustness._strategies import (
     MalformedOutput,
     case_whitespace,
     emoji,
@@ -47,25 +43,12 @@ from promptgov.adversarial._strategies import (
     signature_headers,
     transformed,
 )
-from promptgov.adversarial._transforms import TRANSFORMS, NoiseContext, Variant, make_variant
+from promptgov.robustness._transforms import TRANSFORMS, NoiseContext, Variant, make_variant
 
 __all__ = [
     "TRANSFORMS", "AdversarialResult", "MalformedOutput", "NoiseContext", "Variant",
     "adversarial", "case_whitespace", "emoji", "foreign_language", "forwarded_chain",
     "html_remnants", "make_variant", "minimal_failing", "model_outputs", "noisy_case",
-    "noisy_cases", "noisy_text", "ocr_typos", "prompt_injection", "quoted_reply", "run",
+    "noisy_cases", "noisy_text", "ocr_typos", "prompt_injection", "quoted_reply",
     "schema_values", "signature_headers", "transformed",
 ]
-
-
-class _CallablePackage(ModuleType):
-    """``promptgov.adversarial`` is both this package and, called, the robustness run: the
-    lazy top-level name ``pg.adversarial`` and the subpackage are one object either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> AdversarialResult:
-        return run(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
-adversarial = sys.modules[__name__]
-"""This package, callable: ``adversarial(prompt, ...)`` is :func:`run`."""

@@ -66,7 +66,7 @@ def metric_rows(clean_m: dict[str, float], noisy_m: dict[str, float]) -> list[di
 
 @dataclass
 class AdversarialResult:
-    """What :func:`promptgov.adversarial` returns.
+    """What :func:`promptgov.robustness` returns.
 
     Attributes:
         noisy_evalset: the saved noisy evalset (``.ref``, ``.hash``, ``.dir``).

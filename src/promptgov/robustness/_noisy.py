@@ -13,8 +13,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptgov.adversarial._transforms import NoiseContext, Transform, apply, choose, registry
 from promptgov.errors import WorkspaceError
+from promptgov.robustness._transforms import NoiseContext, Transform, apply, choose, registry
 from promptgov.workspace._evalset import Case, Evalset, Manifest, write_evalset
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def noisy_cases(evalset: Evalset, *, n: int, seed: int, decoys: Sequence[str] = 
         raise ValueError(f"{evalset.ref} has no cases to make noisy")
     reg = registry(kinds, transforms)
     order = list(evalset.cases)
-    random.Random(f"promptgov.adversarial:{seed}").shuffle(order)
+    random.Random(f"promptgov.robustness:{seed}").shuffle(order)
     out = []
     for j in range(n):
         case, k = order[j % len(order)], j // len(order)
@@ -126,10 +126,10 @@ def save_noisy(root: Path, evalset: Evalset, cases: list[Case], *, seed: int, n:
     m = evalset.manifest
     manifest = Manifest(
         name=name, version=version, split=m.split, count=len(cases), derived_from=evalset.ref,
-        description=(f"{n} noisy variants of {evalset.ref} made by promptgov.adversarial (seed "
+        description=(f"{n} noisy variants of {evalset.ref} made by promptgov.robustness (seed "
                      f"{seed}, 1 to {max_transforms} of: {', '.join(kinds)}). Expected outputs "
                      "are the clean cases'; meta.source names the clean case, meta.transforms "
                      "what was applied."),
-        source=f"{m.source} Modified: noise added by promptgov.adversarial from {evalset.ref}.",
+        source=f"{m.source} Modified: noise added by promptgov.robustness from {evalset.ref}.",
         license=m.license)
     return write_evalset(d, manifest, cases), True

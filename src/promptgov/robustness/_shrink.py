@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from promptgov._portable._jsonschema import enum_fields
-from promptgov.adversarial._noisy import text_fields
-from promptgov.adversarial._strategies import noisy_case
-from promptgov.adversarial._transforms import Transform, registry
 from promptgov.hashing import canonical_json
+from promptgov.robustness._noisy import text_fields
+from promptgov.robustness._strategies import noisy_case
+from promptgov.robustness._transforms import Transform, registry
 
 if TYPE_CHECKING:
     import os

@@ -9,7 +9,7 @@ wrappers keep the original text intact inside them.
 The functions draw every choice from ``rng`` with ``randrange``/``choice`` only, with the least
 noise at 0. The same functions therefore serve two callers: :func:`make_variant` with a seeded
 ``random.Random`` (a reproducible noisy evalset) and the hypothesis strategies of
-:mod:`promptgov.adversarial._strategies` with ``st.randoms()``, whose draws hypothesis shrinks
+:mod:`promptgov.robustness._strategies` with ``st.randoms()``, whose draws hypothesis shrinks
 towards 0, that is towards the smallest noise.
 
 To add a kind, write a function of the same shape and pass
@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from promptgov.adversarial import _phrases as ph
+from promptgov.robustness import _phrases as ph
 
 
 @dataclass(frozen=True)
