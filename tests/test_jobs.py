@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from support.jobs_fixtures import cli_queue, open_queue
+from support.jobs_fixtures import cli_queue, open_queue, work_until_idle
 from support.jobs_package import run_module
 
 pytestmark = pytest.mark.xdist_group("jobs")  # one package build per test process
@@ -51,10 +52,10 @@ def test_duplicate_submissions_collapse_to_one_model_call(sb, queue_url):
         other = q.submit("triage", {"text": "Where is my card?"}, key="acme/2")
         assert first.created and not again.created and other.created
         assert again.id == first.id != other.id
-        assert q.work(concurrency=4, until_idle=True) == 2
+        assert work_until_idle(q, concurrency=4) == 2
         late = q.submit("triage", {"text": "Where is my card?"}, key="acme/1")
         assert (late.id, late.state, late.created) == (first.id, "completed", False)
-        assert q.work(concurrency=4, until_idle=True) == 0
+        assert work_until_idle(q, concurrency=4) == 0
         assert model.total == 2
         want = {"action": "auto_process", "label": "card_arrival", "confidence": 0.9,
                 "error": None}
@@ -79,7 +80,7 @@ def test_transient_failures_retry_with_growing_delays(sb, queue_url):
     sb.configure(model=model)
     with open_queue(sb, queue_url, backoff_s=0.05) as q:
         s = q.submit("triage", {"text": "Where is my card?"}, key="k")
-        q.work(concurrency=2, until_idle=True)
+        work_until_idle(q, concurrency=2)
         t = q.trace(s.id)
     assert t["state"] == "completed" and model.total == 4
     atts = t["attempts"]
@@ -99,7 +100,7 @@ def test_a_permanently_invalid_answer_is_dead_lettered_with_its_error(sb, queue_
     sb.configure(model=model)
     with open_queue(sb, queue_url) as q:
         s = q.submit("triage", {"text": "Where is my card?"}, key="k")
-        q.work(concurrency=2, until_idle=True)
+        work_until_idle(q, concurrency=2)
         t = q.trace(s.id)
         assert t["state"] == "dead" and t["error_kind"] == "invalid_json"
         assert "not valid JSON" in t["error"]
@@ -111,7 +112,7 @@ def test_a_permanently_invalid_answer_is_dead_lettered_with_its_error(sb, queue_
 
         model.default = TRIAGE.format(c=0.7)  # fixed: a person retries the dead letter
         q.retry(s.id)
-        q.work(concurrency=2, until_idle=True)
+        work_until_idle(q, concurrency=2)
         assert q.result(s.id)["action"] == "queue_for_human"
         assert q.dead_letters() == []
         with pytest.raises(sb.jobs.JobError, match="is completed, not in the dead letters"):
@@ -124,7 +125,7 @@ def test_permanent_model_errors_are_dead_lettered_at_once(sb, queue_url, kind):
     sb.configure(model=model)
     with open_queue(sb, queue_url) as q:
         s = q.submit("extract", {"text": "card"}, key="k")
-        q.work(concurrency=2, until_idle=True)
+        work_until_idle(q, concurrency=2)
         t = q.trace(s.id)
     assert (t["state"], t["error_kind"], len(t["attempts"]), model.total) == ("dead", kind, 1, 1)
 
@@ -136,7 +137,7 @@ def test_transient_failures_past_the_attempts_are_dead_lettered(sb, queue_url):
         s = q.submit("draft", {"facts": {"customer_name": "Ada", "order_id": "A-1",
                                          "order_state": "delivered", "refund_eligible": True,
                                          "refund_amount": 1.5, "policy_version": "1"}}, key="k")
-        assert q.work(concurrency=2, until_idle=True) == 1  # one job finished (dead)
+        assert work_until_idle(q, concurrency=2) == 1  # one job finished (dead)
         t = q.trace(s.id)
     assert t["state"] == "dead" and t["error_kind"] == "timeout" and model.total == 3
     assert [a["outcome"] for a in t["attempts"]] == ["retry", "retry", "dead"]
@@ -151,7 +152,7 @@ def test_routes_are_counted_and_traces_are_a_dataframe(sb, queue_url):
     with open_queue(sb, queue_url) as q:
         q.submit_many("triage", [(f"t/{x}", {"text": f"msg {x}"}) for x in confidence])
         q.submit("extract", {"text": "10 pounds"}, key="t/e")
-        q.work(concurrency=4, until_idle=True)
+        work_until_idle(q, concurrency=4)
         st = q.status()
         df = q.traces_frame()
     assert st["jobs"]["completed"] == 5
@@ -171,9 +172,9 @@ def test_tokens_cost_latency_traced_and_no_secret(sb, queue_url, openai_server, 
                  api_key="sk-secret-1234")
     with open_queue(sb, queue_url) as q:
         ok = q.submit("triage", {"text": "Where is my card?"}, key="k/1")
-        q.work(concurrency=1, until_idle=True)
+        work_until_idle(q, concurrency=1)
         bad = q.submit("triage", {"text": "Where is my card now?"}, key="k/2")
-        q.work(concurrency=1, until_idle=True)
+        work_until_idle(q, concurrency=1)
         t, b = q.trace(ok.id), q.trace(bad.id)
         dump = json.dumps(q.traces())
     assert (t["model"], t["prompt_tokens"], t["completion_tokens"]) == \
@@ -184,6 +185,41 @@ def test_tokens_cost_latency_traced_and_no_secret(sb, queue_url, openai_server, 
     if queue_url.startswith("sqlite"):
         db = Path(queue_url.removeprefix("sqlite:///"))
         assert b"sk-secret-1234" not in db.read_bytes()
+
+
+def test_an_idle_bullmq_worker_takes_a_job_whose_wake_up_was_lost(sb, redis_url):
+    """BullMQ wakes a worker blocked on its queue's marker key when a job arrives. A marker can
+    be lost (popped by a wait whose reply the client dropped); the worker's bounded wait must
+    then find the job within its drain delay (5 s), never leave it waiting forever."""
+    import uuid
+
+    import redis
+
+    name = f"lost-{uuid.uuid4().hex[:12]}"
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    sb.configure(model=Scripted())
+    stop = threading.Event()
+    with open_queue(sb, f"{redis_url}#{name}") as q:
+        worker = threading.Thread(target=q.work, kwargs={"concurrency": 1, "stop": stop})
+        worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not any(c.get("cmd") == "bzpopmin" and c.get("name", "").startswith(
+                    f"bull:{name}:w:") for c in r.client_list()):  # idle: blocked on the marker
+                assert time.monotonic() < deadline, "the worker never went idle"
+                time.sleep(0.05)
+            r.hset(f"bull:{name}:meta", "paused", 1)  # the job is queued without a marker ...
+            s = q.submit("triage", {"text": "Where is my card?"}, key="k")
+            r.hdel(f"bull:{name}:meta", "paused")  # ... as if the worker had lost it
+            assert (r.llen(f"bull:{name}:wait"), r.zcard(f"bull:{name}:marker")) == (1, 0)
+            t0 = time.monotonic()
+            assert q.result(s.id, timeout=20)["action"] == "auto_process"
+            assert time.monotonic() - t0 < 12
+        finally:
+            stop.set()
+            worker.join(30)
+        assert not worker.is_alive()
+    r.close()
 
 
 def test_bad_submissions_get_one_clear_error_and_queue_nothing(sb, queue_url):
@@ -274,7 +310,7 @@ def test_evalset_from_jobs_turns_failures_into_cases_to_label(sb, queue_url, wor
     with open_queue(sb, queue_url) as q:
         q.submit_many("triage", [("t/1", {"text": "msg a"}), ("t/2", {"text": "msg b"}),
                                  ("t/3", {"text": "msg b"}), ("t/4", {"text": "msg c"})])
-        q.work(concurrency=4, until_idle=True)
+        work_until_idle(q, concurrency=4)
         dead = q.dead_letters()[0]["id"]
 
         r = CliRunner().invoke(app, cmd)
@@ -299,7 +335,7 @@ def test_evalset_from_jobs_turns_failures_into_cases_to_label(sb, queue_url, wor
         lines[0]["expected"] = {"label": "card_arrival"}
         cases.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
         q.submit("triage", {"text": "msg d"}, key="t/5")
-        q.work(concurrency=2, until_idle=True)
+        work_until_idle(q, concurrency=2)
     r = CliRunner().invoke(app, [*cmd, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == {"evalset": "ticket_triage-prod@2",

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import pytest
 from support.jobs_package import build
 
 __all__ = ["cli_queue", "jobs_site", "open_queue", "queue_url", "redis_url", "sb",
-           "start_redis", "support_bot_module"]
+           "start_redis", "support_bot_module", "work_until_idle"]
 
 
 def _free_port() -> int:
@@ -122,6 +123,34 @@ def open_queue(sb, url: str, **options):
     base, _, name = url.partition("#")
     return importlib.import_module(f"{sb.__name__}.jobs").open(base, name=name or None,
                                                                **options)
+
+
+def work_until_idle(q, *, concurrency: int, timeout: float = 60.0) -> int:
+    """``q.work(concurrency=..., until_idle=True)``, failing the test instead of hanging it when
+    the worker has not returned after ``timeout`` seconds (the test jobs take well under one):
+    the failure says where the jobs were, and whether the worker stopped when asked."""
+    stop, out = threading.Event(), {}
+
+    def work() -> None:
+        try:
+            out["done"] = q.work(concurrency=concurrency, until_idle=True, stop=stop)
+        except BaseException as e:  # noqa: BLE001 — re-raised in the test's thread
+            out["error"] = e
+
+    worker = threading.Thread(target=work, name="work_until_idle", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        jobs = q.status()["jobs"]
+        stop.set()
+        worker.join(15)
+        how = ("it stopped when asked" if not worker.is_alive() else
+               "it did not stop when asked either (its shutdown hangs)")
+        pytest.fail(f"q.work(until_idle=True) still running after {timeout:.0f} s on "
+                    f"{q.status()['queue']}: jobs {jobs}; {how}", pytrace=False)
+    if "error" in out:
+        raise out["error"]
+    return out["done"]
 
 
 def cli_queue(url: str) -> list[str]:

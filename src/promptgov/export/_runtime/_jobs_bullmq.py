@@ -231,20 +231,26 @@ class BullMQBackend:
 
         vis = round(o.visibility_s * 1000)
         worker = Worker(self.name, process, {
-            "connection": self.url, "concurrency": concurrency, "lockDuration": vis,
-            "stalledInterval": vis, "maxStalledCount": o.max_stalls, "name": me})
+            "connection": _worker_url(self.url), "concurrency": concurrency, "autorun": False,
+            "drainDelay": _DRAIN_S, "lockDuration": vis, "stalledInterval": vis,
+            "maxStalledCount": o.max_stalls, "name": me})
         if worker.blockingRedisConnection is not None:
             # BullMQ for Python never asks the blocking connection for Redis' version, and so
             # rounds its waits up to whole seconds: a 50 ms backoff would take a second.
             await worker.blockingRedisConnection.getRedisVersion()
+        run = asyncio.ensure_future(worker.run())
         counter = Queue(self.name, {"connection": self.url})
         try:
             while not stop.is_set():
                 await asyncio.sleep(0.05)
+                if run.done():  # BullMQ's loop ended by itself: say so, never wait for it
+                    raise JobError(f"the BullMQ worker on {self.where} stopped: "
+                                   f"{None if run.cancelled() else run.exception()!r}")
                 if until_idle and await _open_jobs(counter) == 0:
                     break
         finally:
-            await worker.close()
+            await _close(worker)
+            await asyncio.wait({run}, timeout=5)
             await counter.close()
             pool.shutdown(wait=True)
         return done[0]
@@ -287,6 +293,45 @@ def _failure(reason: str | None) -> tuple[str | None, str | None]:
     if err:
         return kind or None, err
     return ("error" if kind else None), (kind or None)
+
+
+# An idle BullMQ worker blocks on its queue's marker key (BZPOPMIN) for the drain delay, at
+# most 10 s when the next job is delayed; a job added meanwhile wakes it by adding a marker.
+# The wait must end with Redis' own empty reply, after which the worker looks for jobs itself:
+# redis-py (8.x) gives every read a 5 s timeout by default, which ended each 5 s wait with a
+# client-side TimeoutError instead. The worker then retried the wait without ever looking for
+# jobs, and one lost marker (a wake-up that arrived as a wait timed out and reconnected) left
+# its job waiting for good. The worker's connections read for longer than any wait.
+_DRAIN_S = 5
+_READ_TIMEOUT_S = 30
+
+
+def _worker_url(url: str) -> str:
+    """``url`` whose connections' reads outlast every BullMQ wait (``socket_timeout``)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    try:
+        given = float(query.get("socket_timeout", 0))
+    except ValueError:
+        given = 0
+    query["socket_timeout"] = str(max(given, _READ_TIMEOUT_S))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def _close(worker: Any) -> None:
+    """``worker.close()``, making sure its wait for a job ends: close() cancels that wait once,
+    and on Python 3.11 a cancel can be swallowed (``asyncio.wait_for``, which redis-py sends
+    commands through, drops one arriving as the send completes); the wait then ran on and
+    close() waited for it. Cancel the wait again until close() is done."""
+    closing = asyncio.ensure_future(worker.close())
+    while not closing.done():
+        await asyncio.wait({closing}, timeout=0.25)
+        waiting = worker.waiting
+        if not closing.done() and waiting is not None and not waiting.done():
+            waiting.cancel()
+    await closing
 
 
 async def _open_jobs(q: Any) -> int:
