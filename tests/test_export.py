@@ -30,9 +30,9 @@ from promptgov._portable import _hashing, _render
 from promptgov._portable._render import UndefinedVariable
 from promptgov.cli._app import app
 from promptgov.errors import GovernanceError, WorkspaceError
-from promptgov.export._runtime._facts import unsupported_facts
 from promptgov.governance import load_approval
 from promptgov.governance._releases import Release
+from promptgov.packaging._runtime._facts import unsupported_facts
 from promptgov.workspace._policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +138,7 @@ def test_runtime_renders_exactly_like_jinja2(template, ctx):
     "{% for x in xs %}{{ x }}{% endfor %}", "{{ text | upper }}", "{# note #}{{ text }}",
     "{{ text[0] }}", "{{- text }}"])
 def test_unsupported_template_constructs_are_named(template, workspace):
-    from promptgov.export._render_check import check_user_template
+    from promptgov.packaging._render_check import check_user_template
 
     assert _render.unsupported(template)
     pv = workspace.prompt("ticket_triage@2").model_copy(update={"user": template})
@@ -147,7 +147,7 @@ def test_unsupported_template_constructs_are_named(template, workspace):
 
 
 def test_schema_files_may_import_only_pydantic_and_the_stdlib():
-    from promptgov.export._package import _check_imports
+    from promptgov.packaging._package import _check_imports
 
     _check_imports("schemas/ok.py", b"from typing import Literal\nfrom pydantic import Field\n")
     for src in (b"import promptgov\n", b"from .other import X\n", b"import numpy as np\n"):

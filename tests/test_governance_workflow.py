@@ -396,8 +396,10 @@ def test_public_names():
 
     for name in ("approve", "revoke", "status", "release", "gate"):
         assert name in pg.__all__ and callable(getattr(pg, name))
-    importlib.import_module("promptgov.robustness")  # a subpackage import shadows nothing
-    assert inspect.isfunction(pg.adversarial)  # plain functions, not callable modules
+    for sub, fn in (("robustness", "adversarial"), ("packaging", "export"),
+                    ("optimizers", "optimize")):
+        importlib.import_module(f"promptgov.{sub}")  # a subpackage import shadows nothing
+        assert inspect.isfunction(getattr(pg, fn)), fn  # plain functions, not callable modules
     assert set(pg.__all__) <= set(dir(pg)) and all(getattr(pg, n) is not None
                                                    for n in pg.__all__)
 

@@ -1,14 +1,14 @@
 """The package's layers only point down, and no module imports itself back through others.
 
-    cli → export, robustness, optimize, jobs, _loop → governance → eval → model, workspace, plot
-        → core (errors, hashing, _portable)
+    cli → packaging, robustness, optimizers, jobs, _loop → governance → eval
+        → model, workspace, plot → core (errors, hashing, _portable)
 
 `plot` imports nothing of promptgov (matplotlib figures of results and tables): it sits low, so
 that ``eval`` can log the figures a notebook draws with it.
 
 `_portable/` is the bottom: stdlib only, copied verbatim into every exported wheel, it imports
 nothing of promptgov but its own modules (tests/test_runtime_parity.py holds it to that).
-`export/_runtime/` is copied into the wheel too and imports only its siblings (there, the
+`packaging/_runtime/` is copied into the wheel too and imports only its siblings (there, the
 `_portable` files; here, stand-ins that import them). Imports under `if TYPE_CHECKING:` are
 annotations, not dependencies, and are not counted.
 """
@@ -19,7 +19,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "promptgov"
-LAYER = {"cli": 6, "export": 5, "robustness": 5, "optimize": 5, "jobs": 5, "_loop": 5,
+LAYER = {"cli": 6, "packaging": 5, "robustness": 5, "optimizers": 5, "jobs": 5, "_loop": 5,
          "governance": 4, "eval": 3, "model": 2, "workspace": 2, "plot": 2,
          "errors": 0, "hashing": 0, "_version": 0, "_portable": 0}
 
@@ -71,7 +71,7 @@ def layer(module: str) -> int:
 
 def test_no_upward_import():
     up = sorted(f"{a} -> {b}" for a, bs in graph().items() for b in bs
-                if layer(b) > layer(a) and ".export._runtime" not in a)
+                if layer(b) > layer(a) and ".packaging._runtime" not in a)
     assert up == []
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands on the app)
 from promptgov.cli._app import app
-from promptgov.optimize import TrainsetOverlap, optimize
+from promptgov.optimizers import TrainsetOverlap, optimize
 from promptgov.workspace._evalset import Case, Manifest, write_evalset
 from support.fixtures import no_internet, openai_server  # noqa: F401 - pytest fixtures
 from support.openai_server import OpenAIServer

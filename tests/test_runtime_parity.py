@@ -24,16 +24,16 @@ from conftest import ROOT
 from promptgov._portable import _parse
 from promptgov.errors import InvalidOutput
 from promptgov.eval._parse import parse_output as workbench_parse
-from promptgov.export._runtime import RUNTIME_FILES, STAND_INS
-from promptgov.export._runtime._errors import InvalidOutput as RuntimeInvalid
-from promptgov.export._runtime._tasks import parse as runtime_parse
+from promptgov.packaging._runtime import RUNTIME_FILES, STAND_INS
+from promptgov.packaging._runtime._errors import InvalidOutput as RuntimeInvalid
+from promptgov.packaging._runtime._tasks import parse as runtime_parse
 from promptgov.robustness import model_outputs
 from promptgov.workspace import Workspace
 
 WS = Workspace(ROOT)
 SCHEMAS = [WS.schema("ticket_triage@1"), WS.schema("ticket_extraction@1")]
 PORTABLE = Path(portable.__file__).parent
-RUNTIME = ROOT / "src" / "promptgov" / "export" / "_runtime"
+RUNTIME = ROOT / "src" / "promptgov" / "packaging" / "_runtime"
 
 
 def _workbench(text, model):
@@ -71,7 +71,7 @@ def test_the_runtime_stand_ins_are_the_portable_modules():
     shipped = {*RUNTIME_FILES, *STAND_INS, "__init__.py", "_knn_base.py"}
     assert {p.name for p in RUNTIME.glob("*.py")} == shipped
     for name in STAND_INS:
-        mod = import_module(f"promptgov.export._runtime.{name[:-3]}")
+        mod = import_module(f"promptgov.packaging._runtime.{name[:-3]}")
         real = import_module(f"promptgov._portable.{name[:-3]}")
         assert mod.__all__ and all(getattr(mod, n) is getattr(real, n) for n in mod.__all__)
 

@@ -18,8 +18,8 @@ import promptgov as pg
 import promptgov.cli  # noqa: F401  (registers the commands)
 from conftest import copy_workspace
 from promptgov.cli._app import app
-from promptgov.export._compare import compare_package
-from promptgov.export._runtime._bundle import load
+from promptgov.packaging._compare import compare_package
+from promptgov.packaging._runtime._bundle import load
 
 pytestmark = pytest.mark.xdist_group("release_attacks")
 

@@ -30,12 +30,12 @@ def export_cmd(
 
     Example: promptgov export support_bot --out dist/
     """
-    from promptgov.export import export_release
     from promptgov.governance import load_release
+    from promptgov.packaging import export
 
     w = workspace(ws)
     with _errors(ValueError):
-        path = export_release(release, out=out, workspace=w)
+        path = export(release, out=out, workspace=w)
     rel = load_release(w.root, release)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if as_json:
@@ -61,7 +61,7 @@ def verify_package_cmd(
 
     Example: promptgov verify-package .venv/lib/python3.11/site-packages/support_bot
     """
-    from promptgov.export._compare import compare_package
+    from promptgov.packaging._compare import compare_package
 
     w = workspace(ws)
     with _errors(ValueError):

@@ -65,7 +65,7 @@ def optimize_cmd(
     Example: promptgov optimize ticket_triage@2 --trainset ticket_triage_train --seed 0
     """
     _quiet_mlflow()
-    from promptgov.optimize import optimize
+    from promptgov.optimizers import optimize
 
     w = workspace(ws)
     with _errors(ValueError):

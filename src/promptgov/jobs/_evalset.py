@@ -27,13 +27,13 @@ def read_traces(store: str, *, queue: str | None = None) -> list[dict[str, Any]]
     """Every job trace of ``store``: a SQLite job file (``sqlite:///PATH`` or a path), a Redis
     URL (BullMQ queue ``queue``), or a ``.jsonl``/``.json`` file of traces (``python -m PKG dlq
     --json``)."""
-    from promptgov.export._runtime._jobs import JobOptions
+    from promptgov.packaging._runtime._jobs import JobOptions
 
     if store.startswith(("redis://", "rediss://")):
         if not queue:
             raise WorkspaceError(store, "a Redis store holds many queues",
                                  "name one with --queue (the package name, by default)")
-        from promptgov.export._runtime._jobs_bullmq import BullMQBackend
+        from promptgov.packaging._runtime._jobs_bullmq import BullMQBackend
 
         # No package: reading traces never calls a model (only _trace looks at the bundle,
         # and reads it only when it is there).
@@ -54,7 +54,7 @@ def read_traces(store: str, *, queue: str | None = None) -> list[dict[str, Any]]
         except ValueError as e:
             raise WorkspaceError(path, f"not JSON: {e}", "pass `dlq --json` output") from None
         return [t for t in (data if isinstance(data, list) else [data]) if isinstance(t, dict)]
-    from promptgov.export._runtime._jobs_sqlite import SQLiteBackend
+    from promptgov.packaging._runtime._jobs_sqlite import SQLiteBackend
 
     if path.read_bytes()[:16] != b"SQLite format 3\x00":
         raise WorkspaceError(path, "not a SQLite job store", "pass the file a worker wrote")

@@ -100,7 +100,7 @@ def verify(bundle: Bundle, workspace: str | os.PathLike[str]) -> VerifyResult:
 
 def _rebuilt(bundle: Bundle, ws: Path) -> list[str]:
     try:
-        from promptgov.export._compare import compare_package
+        from promptgov.packaging._compare import compare_package
     except ImportError as e:
         return [f"{bundle.package}: cannot compare its files byte for byte with an export from "
                 f"{ws}: promptgov is not importable here ({e}) (fix: run `promptgov "

@@ -1,7 +1,7 @@
 """``local/knn`` in an exported package: the offline baseline without promptgov.
 
 The exporter vendors the baseline's modules into ``_knn/`` (see
-:mod:`promptgov.export._vendor`); they need ``wordllama`` (the embedding model ships inside its
+:mod:`promptgov.packaging._vendor`); they need ``wordllama`` (the embedding model ships inside its
 wheel, nothing is downloaded) and ``numpy``: the package's ``[offline]`` extra. They load on
 the first call, never at import.
 """

@@ -45,7 +45,7 @@ def portable() -> dict[str, bytes]:
 def vendored() -> dict[str, bytes]:
     """``_knn/<module>`` → bytes, for the package's file map."""
     model = resources.files("promptgov.model")
-    runtime = resources.files("promptgov.export._runtime")
+    runtime = resources.files("promptgov.packaging._runtime")
     files = {"_knn/__init__.py": _INIT,
              "_knn/_base.py": runtime.joinpath("_knn_base.py").read_bytes()}
     for name in KNN_MODULES:
@@ -56,7 +56,7 @@ def vendored() -> dict[str, bytes]:
         if left:
             raise RuntimeError(f"promptgov/model/{name} imports {left.group(0).strip()!r}, which "
                                "an exported package cannot vendor (fix: import it from a module "
-                               "listed in promptgov.export._vendor.KNN_MODULES or "
+                               "listed in promptgov.packaging._vendor.KNN_MODULES or "
                                "promptgov._portable.FILES, or add it there)")
         files[f"_knn/{name}"] = text.encode("utf-8")
     return files

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from promptgov._portable._hashing import bytes_hash, content_hash
 from promptgov._version import RENDER_VERSION, __version__
 from promptgov.errors import WorkspaceError
-from promptgov.export._render_check import check_user_template, template_attributes
-from promptgov.export._runtime import RUNTIME_FILES
-from promptgov.export._vendor import portable, vendored
+from promptgov.packaging._render_check import check_user_template, template_attributes
+from promptgov.packaging._runtime import RUNTIME_FILES
+from promptgov.packaging._vendor import portable, vendored
 
 if TYPE_CHECKING:
     import jinja2
@@ -114,7 +114,7 @@ def contents(ws: Workspace, release: Release, approvals: dict[str, Approval], ro
                          "registry_version": a.registry_version}}
     policy = {"routing": asdict(routing), "retry": asdict(retry)}
     files["policy.json"] = _json(policy)
-    runtime = resources.files("promptgov.export._runtime")
+    runtime = resources.files("promptgov.packaging._runtime")
     for name in RUNTIME_FILES:
         files[name] = runtime.joinpath(name).read_bytes()
     files.update(portable())  # what the runtime shares with the workbench, beside it
@@ -262,7 +262,7 @@ def _render(template: str, view: dict[str, Any]) -> str:
     if _ENV is None:
         import jinja2
 
-        _ENV = jinja2.Environment(loader=jinja2.PackageLoader("promptgov.export", "_templates"),
+        _ENV = jinja2.Environment(loader=jinja2.PackageLoader("promptgov.packaging", "_templates"),
                                   undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                   autoescape=False)
     return _ENV.get_template(template).render(view)

@@ -46,7 +46,7 @@ def package_files(path: Path | str) -> tuple[str, dict[str, bytes]]:
 def compare_package(path: Path | str, workspace: Any = None) -> list[str]:
     """One line per file of the package at ``path`` that differs from the export of its release
     from ``workspace`` (missing, extra or changed); empty: byte-identical."""
-    from promptgov.export._export import build_contents
+    from promptgov.packaging._export import build_contents
     from promptgov.workspace import Workspace
 
     ws = Workspace.of(workspace)

@@ -3,7 +3,7 @@ version file with its provenance, never as an edit of the parent.
 
 1. The trainset must be disjoint from the evalset the candidate is judged on (by case id and by
    input): an overlap is refused, naming the cases.
-2. The prompt version becomes a DSPy program (:mod:`promptgov.optimize._program`); the trainset
+2. The prompt version becomes a DSPy program (:mod:`promptgov.optimizers._program`); the trainset
    is split (seeded) into the demo pool and a validation split the trials are scored on.
 3. The optimizer runs; its demos are cut to the budget (demos per label, prompt tokens).
 4. The candidate is written to ``prompts/<name>/v<N+1>.yaml`` with its ``provenance``; the
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import PromptgovError
-from promptgov.optimize._trials import OptimizationRun
+from promptgov.optimizers._trials import OptimizationRun
 
 if TYPE_CHECKING:
     from promptgov.model._base import Model
-    from promptgov.optimize._program import Caller
+    from promptgov.optimizers._program import Caller
     from promptgov.workspace import Workspace
     from promptgov.workspace._evalset import Evalset
     from promptgov.workspace._prompt import PromptVersion
@@ -222,7 +222,7 @@ def _setup(prompt: str | PromptVersion, trainset: str, evalset: str | None,
            prompt_model: str | None, metric: str | MetricFn | None, seed: int,
            val_size: int) -> _Setup:
     from promptgov.eval._engine import resolve
-    from promptgov.optimize._program import Caller, to_example
+    from promptgov.optimizers._program import Caller, to_example
 
     ws, pv, es, schema_model, _, m = resolve(workspace, prompt, evalset, model,
                                              model_options=opts)
@@ -294,7 +294,7 @@ def _compile(s: _Setup, settings: dict[str, Any], lm_id: str,
     optimizer that proposes no demos keeps the parent's."""
     import dspy
 
-    from promptgov.optimize._program import PromptProgram
+    from promptgov.optimizers._program import PromptProgram
 
     student = PromptProgram(s.caller)
     instructions = s.optimizer in INSTRUCTION_OPTIMIZERS
@@ -309,7 +309,7 @@ def _compile(s: _Setup, settings: dict[str, Any], lm_id: str,
 
 def _budgeted_demos(s: _Setup, best: Any, budget: _Budget) -> list[Any]:
     """The best program's demos cut to the budget: per label, in total, then in tokens."""
-    from promptgov.optimize._select import apply_budget
+    from promptgov.optimizers._select import apply_budget
 
     pred = best.predict
     demos = apply_budget(list(pred.demos), label_field=s.label_field,
@@ -329,7 +329,7 @@ def _budgeted_demos(s: _Setup, best: Any, budget: _Budget) -> list[Any]:
 
 def _validation_scores(s: _Setup, best: Any, demos: list[Any]) -> dict[str, float]:
     """The metric of parent and candidate on the validation split."""
-    from promptgov.optimize._program import PromptProgram
+    from promptgov.optimizers._program import PromptProgram
 
     val = {"parent": _score(PromptProgram(s.caller), s.valset, s.metric_fn)}
     chosen = PromptProgram(s.caller)
@@ -356,7 +356,7 @@ def _provenance(s: _Setup, settings: dict[str, Any], run_id: str | None) -> dict
 def _write_candidate(s: _Setup, cand: PromptVersion, demos: list[Any], budget: _Budget,
                      provenance: dict[str, Any]) -> tuple[PromptVersion, Path]:
     """Write the candidate as the parent's next version; returns it loaded, and its file."""
-    from promptgov.optimize._write import write_version
+    from promptgov.optimizers._write import write_version
 
     version = max(s.ws.versions(s.pv.name)) + 1
     body = cand.model_dump(mode="json")
@@ -391,7 +391,7 @@ def _run(s: _Setup, settings: dict[str, Any], student: Any,
     import dspy
     from dspy import teleprompt as tp
 
-    from promptgov.optimize._select import HerdingFewShot
+    from promptgov.optimizers._select import HerdingFewShot
 
     metric_fn, train, valset = s.metric_fn, s.train, s.valset
     if s.optimizer == "herding":

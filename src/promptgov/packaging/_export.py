@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from promptgov.errors import GovernanceError
-from promptgov.export import _wheel
-from promptgov.export._package import EXTRAS, REQUIRES, Contents, contents
 from promptgov.hashing import short
+from promptgov.packaging import _wheel
+from promptgov.packaging._package import EXTRAS, REQUIRES, Contents, contents
 
 if TYPE_CHECKING:
     from promptgov.governance._approvals import Approval
@@ -104,8 +104,8 @@ def _same_as_approved(ws: Workspace, approvals: Mapping[str, Approval]) -> None:
 
 def _self_check(c: Contents) -> None:
     """Load the package as it would be installed, with its own integrity check."""
-    from promptgov.export._runtime._bundle import load
-    from promptgov.export._runtime._errors import IntegrityError
+    from promptgov.packaging._runtime._bundle import load
+    from promptgov.packaging._runtime._errors import IntegrityError
 
     with tempfile.TemporaryDirectory(prefix="promptgov-export-") as d:
         for path, data in c.files.items():

@@ -5,16 +5,12 @@ with their provenance (never edits), judged on an evalset disjoint from their tr
     >>> r = pg.optimize("ticket_triage@2", trainset="ticket_triage_train", seed=0)  # doctest: +SKIP
     >>> r.candidate, r.eval_metrics["candidate"]["accuracy"]                     # doctest: +SKIP
 
-``pg.optimize`` is this package and is callable: calling it runs :func:`optimize`.
+:func:`optimize` is ``pg.optimize``.
 """
 
 from __future__ import annotations
 
-import sys
-from types import ModuleType
-from typing import Any
-
-from promptgov.optimize._optimize import (
+from promptgov.optimizers._optimize import (
     OPTIMIZERS,
     OptimizeResult,
     TrainsetOverlap,
@@ -23,14 +19,3 @@ from promptgov.optimize._optimize import (
 )
 
 __all__ = ["OPTIMIZERS", "OptimizeResult", "TrainsetOverlap", "check_disjoint", "optimize"]
-
-
-class _CallablePackage(ModuleType):
-    """``promptgov.optimize`` is both this package and, called, :func:`optimize`: the lazy
-    top-level name ``pg.optimize`` and the subpackage are then one callable either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> OptimizeResult:
-        return optimize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage

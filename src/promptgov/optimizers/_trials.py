@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from promptgov.optimize._optimize import OptimizeResult
+    from promptgov.optimizers._optimize import OptimizeResult
     from promptgov.workspace._prompt import PromptVersion
 
 OPT_TAG = "promptgov.optimization"
