@@ -145,6 +145,58 @@ def test_a_lone_surrogate_in_an_answer_is_logged_escaped(ws):
                                                                      "type": "table"}]
 
 
+def _eval_runs(ws: Path) -> list:
+    from mlflow.entities import ViewType
+
+    c = client(ws)
+    exp = c.get_experiment_by_name("ticket_triage")
+    return c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL) if exp else []
+
+
+def test_a_stopped_eval_deletes_the_run_it_started(ws):
+    """The run starts while the cases run; an eval stopped by a systematic failure must not
+    leave it behind as evidence (it is deleted), and the next eval's run is whole."""
+    from promptgov.errors import AuthFailed, RunStopped
+
+    def no_key(req):
+        raise AuthFailed("HTTP 401: bad key")
+
+    with pytest.raises(RunStopped):
+        pg.evaluate("ticket_triage@1", "triage_small", model=FakeModel(id="fake/nokey",
+                                                                       answer=no_key),
+                    workspace=ws, concurrency=1)
+    r = pg.evaluate("ticket_triage@1", "triage_small", model=FakeModel(id="fake/ok"),
+                    workspace=ws)  # the logger serves requests in order: the abandon is done
+    stages = sorted((x.info.lifecycle_stage, x.data.tags.get("promptgov.model"))
+                    for x in _eval_runs(ws))
+    assert stages == [("active", "fake/ok"), ("deleted", "fake/nokey")]
+    assert client(ws).get_run(r.run_id).data.metrics["accuracy"] >= 0
+
+
+def test_a_killed_eval_leaves_no_started_run(ws):
+    """SIGKILL of the eval's process mid-run: its logger sees stdin close and deletes the run
+    it had started."""
+    code = ("import promptgov as pg\n"
+            "from promptgov.model._fake import FakeModel\n"
+            f"pg.evaluate('ticket_triage@1', 'triage_small', model=FakeModel(id='fake/slow', "
+            f"latency_s=5), workspace={str(ws)!r}, concurrency=1)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        while not _eval_runs(ws):  # the run was started while the (slow) cases run
+            assert proc.poll() is None and time.monotonic() < deadline, "no run was started"
+            time.sleep(0.2)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(x.info.lifecycle_stage == "active" for x in _eval_runs(ws)):
+            assert time.monotonic() < deadline, "the started run outlived its eval"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+    assert [x.info.lifecycle_stage for x in _eval_runs(ws)] == ["deleted"]
+
+
 def test_the_logger_exits_with_its_process(ws):
     code = ("import sys, promptgov as pg\n"
             "from promptgov.eval import _logger\n"

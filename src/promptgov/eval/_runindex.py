@@ -8,25 +8,31 @@ only while the store file still has exactly that size and time: anything else th
 (the UI, another tool, an older promptgov) makes the reader fall back to MLflow once and rebuild
 the index from what MLflow holds. The index is a view for reading; approvals read the runs
 themselves (the evidence lives in the store, principle 10).
+
+Writers to a server also find here how to tell a write that lost a race to another writer
+(:func:`lost_race`) and to repeat it (:func:`retrying`, :func:`pause`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from promptgov.eval._store import RUN_TAG, is_local, store_lock, tracking_uri
 
-__all__ = ["all_runs", "as_run", "is_local", "rebuild", "resolve_run_id", "runs",
-           "writing"]
+__all__ = ["all_runs", "as_run", "is_local", "lost_race", "rebuild", "resolve_run_id",
+           "retrying", "runs", "writing"]
 
 INDEX_DIR = ".promptgov/runs"
+T = TypeVar("T")
 
 
 def _db(root: Path) -> Path | None:
@@ -79,6 +85,46 @@ def writing(root: Path, c: Any) -> Iterator[list[str]]:
                 _write(d / f"{rid}.json", json.dumps(entry(c.get_run(rid))))
             if fresh:
                 _write(d / "STORE", _stamp(db) or "")
+
+
+def lost_race(e: BaseException) -> bool:
+    """Whether a write to a server failed because another writer got there first: a row it
+    inserted at the same moment (the database's unique-key error, which MLflow answers as
+    ``BAD_REQUEST`` with the database's text: PostgreSQL's UniqueViolation, MySQL's duplicate
+    entry, SQLite's UNIQUE constraint) or a name it created first (RESOURCE_ALREADY_EXISTS).
+    Several evals on one server write shared rows (the evalset's dataset, the prompt, its
+    tags) for the first time at once: the loser's write is refused whole and may be repeated."""
+    if getattr(e, "error_code", None) == "RESOURCE_ALREADY_EXISTS":
+        return True
+    text = str(e).lower()
+    return any(s in text for s in ("uniqueviolation", "unique constraint", "duplicate key",
+                                   "duplicate entry"))
+
+
+def pause(attempt: int) -> None:
+    """A writer that lost a race waits a random while (growing with ``attempt``), so that the
+    writers that collided do not collide again."""
+    time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+
+
+def retrying(write: Callable[..., T], attempts: int = 6) -> Callable[..., T]:
+    """``write`` repeated (after :func:`pause`) while it loses a race (:func:`lost_race`), at
+    most ``attempts`` times in all; for a write the server makes idempotent, which reads what
+    is there before it inserts (e.g. ``log_inputs``: an existing dataset is reused)."""
+    from functools import wraps
+
+    @wraps(write)
+    def again(*args: Any, **kwargs: Any) -> T:
+        for attempt in range(attempts):
+            try:
+                return write(*args, **kwargs)
+            except Exception as e:
+                if attempt == attempts - 1 or not lost_race(e):
+                    raise
+            pause(attempt)
+        raise AssertionError("unreachable")
+
+    return again
 
 
 def runs(root: Path) -> list[dict[str, Any]] | None:

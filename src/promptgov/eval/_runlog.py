@@ -67,59 +67,93 @@ def log_eval(root: Path, result: EvalResult, snap: dict[str, Any],
     else:
         c = client(root)
         exp = experiment_id(c, root, snap["name"])
+    rid = start_run(root, c, exp, snap, result.params, result.model, len(result.records))
+    finish_run(root, c, rid, result, snap)
+    return rid
+
+
+def start_run(root: Path, c: Any, exp: str, snap: dict[str, Any], params: dict[str, Any],
+              model: str, rows: int) -> str:
+    """The part of a run known before its cases run, written while they run (the logger
+    process does it then): the run (RUNNING) with its name and tags, params, the evalset as a
+    dataset input, the prompt file and rendered probe, the prompt-registry version linked.
+    :func:`finish_run` adds the results; :func:`abandon_run` removes a run whose eval stopped."""
+    from mlflow.entities import Param
+
     drifted = snap.get("lock_state") == "drifted"
     from promptgov.eval._runindex import writing
 
-    with writing(root, c) as new:
-        run = c.create_run(exp, run_name=run_name(snap, result.model),
-                           tags=_tags(result, snap, drifted))
+    with writing(root, c):
+        run = c.create_run(exp, run_name=run_name(snap, model),
+                           tags=_tags(snap, params, model, drifted))
         rid: str = run.info.run_id
-        new.append(rid)
         try:
-            _log_data(c, rid, result, snap)
+            ps = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(ps), 100):
+                c.log_batch(rid, params=ps[i:i + 100])
+            c.log_inputs(rid, datasets=[_dataset_input(params, rows)])
+            c.log_text(rid, snap["rendered_probe"], "prompt/rendered_probe.json")
+            if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
+                c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
             if not drifted:
                 link_prompt(c, rid, register_prompt(c, snap, exp), exp,
                             local=c.tracking_uri.startswith("sqlite:"))
-            c.set_terminated(rid, "FINISHED")
         except BaseException:
-            c.set_terminated(rid, "FAILED")
+            c.delete_run(rid)
             raise
     return rid
 
 
-def _tags(result: EvalResult, snap: dict[str, Any], drifted: bool) -> dict[str, str]:
-    return {RUN_TAG: snap["ref"] if not drifted else f"{snap['ref']}~drifted",
-            "promptgov.kind": "eval", "promptgov.evalset": result.evalset,
-            "promptgov.model": result.model, "promptgov.lock": snap.get("lock_state") or "",
-            "promptgov.headline": ",".join(k for k in HEADLINE if k in result.metrics),
-            "mlflow.note.content": _note(result, snap),
-            # what log_table would tag: the UI's artifact view shows cases.json as a table
-            "mlflow.loggedArtifacts": '[{"path": "cases.json", "type": "table"}]'}
+def finish_run(root: Path, c: Any, rid: str, result: EvalResult, snap: dict[str, Any]
+               ) -> None:
+    """The results of started run ``rid``: metrics (headline first) with the headline and note
+    tags in one batch, the cases table, the reliability diagram; then FINISHED and indexed."""
+    from mlflow.entities import Metric, RunTag
 
-
-def _log_data(c: Any, rid: str, result: EvalResult, snap: dict[str, Any]) -> None:
-    """Metrics (headline first) and params in batches, the evalset as a dataset input, the
-    cases table, the rendered probe and the prompt file's own bytes."""
-    from mlflow.entities import Metric, Param
+    from promptgov.eval._runindex import writing
 
     now = int(time.time() * 1000)
     order = [k for k in HEADLINE if k in result.metrics] + sorted(
         k for k in result.metrics if k not in HEADLINE)
     metrics = [Metric(k, float(result.metrics[k]), now, 0) for k in order
                if result.metrics[k] == result.metrics[k]]  # NaN (no case in a band): left out
-    params = [Param(k, str(v)[:6000]) for k, v in result.params.items()]
-    for i in range(0, max(len(params), len(metrics)), 100):
-        c.log_batch(rid, metrics=metrics[i:i + 100], params=params[i:i + 100])
-    c.log_inputs(rid, datasets=[_dataset_input(result)])
-    # The table as MLflow's log_table writes it (pandas "split" JSON, no index), written directly:
-    # log_table goes through a DataFrame and re-reads the run, 0.3 s of a 3,080-case log.
-    c.log_text(rid, json.dumps({"columns": list(TABLE_COLUMNS), "data": rows(result.records)},
-                               ensure_ascii=False), "cases.json")
-    c.log_text(rid, snap["rendered_probe"], "prompt/rendered_probe.json")
-    if snap.get("file_text") is not None:  # the file's own bytes, not a re-dump
-        c.log_text(rid, snap["file_text"], f"prompt/v{snap['version']}.yaml")
-    if result.kind == "classification":
-        _log_reliability(c, rid, result)
+    tags = [RunTag("promptgov.headline", ",".join(k for k in HEADLINE if k in result.metrics)),
+            RunTag("mlflow.note.content", _note(result, snap))]
+    with writing(root, c) as new:
+        new.append(rid)
+        try:
+            for i in range(0, len(metrics), 100):
+                c.log_batch(rid, metrics=metrics[i:i + 100], tags=tags if i == 0 else [])
+            # The table as MLflow's log_table writes it (pandas "split" JSON, no index),
+            # written directly: log_table goes through a DataFrame and re-reads the run.
+            c.log_text(rid, json.dumps({"columns": list(TABLE_COLUMNS),
+                                        "data": rows(result.records)}, ensure_ascii=False),
+                       "cases.json")
+            if result.kind == "classification":
+                _log_reliability(c, rid, result)
+            c.set_terminated(rid, "FINISHED")
+        except BaseException:
+            c.set_terminated(rid, "FAILED")
+            raise
+
+
+def abandon_run(root: Path, c: Any, rid: str) -> None:
+    """A started run whose eval stopped (Ctrl-C, a systematic failure, a dead process) is
+    deleted: a partial run is never evidence; the resumed eval logs a run of its own."""
+    from promptgov.eval._runindex import writing
+
+    with writing(root, c):
+        c.delete_run(rid)
+
+
+def _tags(snap: dict[str, Any], params: dict[str, Any], model: str, drifted: bool
+          ) -> dict[str, str]:
+    return {RUN_TAG: snap["ref"] if not drifted else f"{snap['ref']}~drifted",
+            "promptgov.kind": "eval",
+            "promptgov.evalset": f"{params.get('evalset')}@{params.get('evalset_version')}",
+            "promptgov.model": model, "promptgov.lock": snap.get("lock_state") or "",
+            # what log_table would tag: the UI's artifact view shows cases.json as a table
+            "mlflow.loggedArtifacts": '[{"path": "cases.json", "type": "table"}]'}
 
 
 def _log_reliability(c: Any, rid: str, result: EvalResult) -> None:
@@ -127,7 +161,7 @@ def _log_reliability(c: Any, rid: str, result: EvalResult) -> None:
     try:
         from promptgov.plot import reliability
 
-        fig = reliability(result)
+        fig = reliability(result, fast=True)
     except (ImportError, ValueError):  # no matplotlib, or no confidence to plot
         return
     c.log_figure(rid, fig, "reliability.png")
@@ -142,53 +176,81 @@ def _note(result: EvalResult, snap: dict[str, Any]) -> str:
             f"{result.model}: {head}.{drift}")
 
 
-def _dataset_input(result: EvalResult) -> Any:
+def _dataset_input(params: dict[str, Any], rows: int) -> Any:
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    p = result.params
-    ds = Dataset(name=result.evalset, digest=str(p.get("evalset_hash", ""))[:36],
-                 source_type="local", source=json.dumps({"uri": f"evalsets/{p.get('evalset')}"}),
-                 schema=json.dumps({"promptgov": {"cases": len(result.records),
-                                                  "hash": p.get("evalset_hash")}}),
-                 profile=json.dumps({"num_rows": len(result.records)}))
+    ds = Dataset(name=f"{params.get('evalset')}@{params.get('evalset_version')}",
+                 digest=str(params.get("evalset_hash", ""))[:36], source_type="local",
+                 source=json.dumps({"uri": f"evalsets/{params.get('evalset')}"}),
+                 schema=json.dumps({"promptgov": {"cases": rows,
+                                                  "hash": params.get("evalset_hash")}}),
+                 profile=json.dumps({"num_rows": rows}))
     return DatasetInput(ds, tags=[InputTag("mlflow.data.context", "eval")])
 
 
 def register_prompt(c: Any, snap: dict[str, Any], experiment: str | None = None) -> Any:
-    """The MLflow prompt-registry version holding ``snap``; registered once per content hash.
-    Processes registering versions of one prompt at once on a server can collide on the next
-    version number: the loser looks again (the winner may have registered the same content)
-    and retries, with jitter."""
-    import random
+    """The MLflow prompt-registry version holding ``snap``: registered once per content hash,
+    and always the lowest-numbered version holding it. Several evals on a server may register
+    one prompt at once:
 
+    - the prompt itself is created first, on its own (a second creator's "already exists" is
+      its answer): MLflow's ``register_prompt`` must not create it, since when it has created a
+      prompt and then fails to add the version, it deletes the prompt, and with it the versions
+      the others added meanwhile;
+    - two that register the same content at once each look again afterwards and use the
+      lowest-numbered version holding it, so their runs link to one version (the other one is
+      left unused: deleting it would fail the searches of versions running at that moment);
+    - a registration that fails (another took its version number) looks again (the winner may
+      have registered the same content) and retries, with jitter.
+    """
     from mlflow.exceptions import MlflowException
+
+    from promptgov.eval._runindex import lost_race, pause
+
+    name, content = snap["name"], snap["content_hash"]
+    message = f"promptgov {snap['ref']} (content {content[:12]})"
+    tags = {"promptgov.version": str(snap["version"]), "promptgov.content_hash": content,
+            "promptgov.render_fingerprint": snap["render_fingerprint"],
+            "promptgov.demos": str(snap["demos"])}
+
+    def held() -> Any:  # the first version holding the content, or None
+        vs = [v for v in c.search_prompt_versions(name)
+              if (v.tags or {}).get("promptgov.content_hash") == content]
+        return min(vs, key=lambda v: int(v.version), default=None)
 
     for attempt in range(6):
         try:
-            for v in c.search_prompt_versions(snap["name"]):
-                if (v.tags or {}).get("promptgov.content_hash") == snap["content_hash"]:
-                    return v
-        except MlflowException:
-            pass  # no such prompt yet
-        # The registry holds the templates (its limit is 100k characters; 770 demos exceed
-        # it); the demos and the full prompt file are in the run's artifacts.
-        template = [{"role": "system", "content": snap["system"]},
-                    {"role": "user", "content": snap["user"]}]
-        # MLflow links a new prompt to the *active* experiment (experiment 0 here) in a thread
-        # of its own; :func:`link_prompt` links it to the prompt's experiment instead.
-        c._link_prompt_to_experiment = lambda *a, **k: None
-        try:
-            return c.register_prompt(
-                snap["name"], template, commit_message=f"promptgov {snap['ref']} "
-                f"(content {snap['content_hash'][:12]})",
-                tags={"promptgov.version": str(snap["version"]),
-                      "promptgov.content_hash": snap["content_hash"],
-                      "promptgov.render_fingerprint": snap["render_fingerprint"],
-                      "promptgov.demos": str(snap["demos"])})
+            try:
+                found = held()
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                try:
+                    c.create_prompt(name, description=message, tags=tags)
+                except MlflowException as lost:
+                    if not lost_race(lost):
+                        raise
+                found = None
+            if found is not None:
+                return found
+            # The registry holds the templates (its limit is 100k characters; 770 demos
+            # exceed it); the demos and the full prompt file are in the run's artifacts.
+            template = [{"role": "system", "content": snap["system"]},
+                        {"role": "user", "content": snap["user"]}]
+            # MLflow links a new prompt to the *active* experiment (experiment 0 here) in a
+            # thread of its own; :func:`link_prompt` links it to the prompt's experiment.
+            c._link_prompt_to_experiment = lambda *a, **k: None
+            mine = c.register_prompt(name, template, commit_message=message, tags=tags)
         except MlflowException:
             if attempt == 5:
                 raise
-            time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
+            pause(attempt)
+            continue
+        try:
+            first = held()
+        except MlflowException:
+            return mine
+        return mine if first is None or int(first.version) >= int(mine.version) else first
     raise AssertionError("unreachable")
 
 
@@ -202,29 +264,43 @@ def link_prompt(c: Any, rid: str, pver: Any, exp: str | None, local: bool = Fals
 
     c.set_tag(rid, "mlflow.linkedPrompts", update_linked_prompts_tag(None, [pver]))
     c.set_tag(rid, "promptgov.registry_version", str(pver.version))
-    _link_version_to_run(c, rid, pver, local)
+    _link_version_to_run(c, rid, pver, local, exp)
     if exp is not None:
-        _link_prompt_to_experiment(c, pver.name, exp)
+        _link_prompt_to_experiment(c, pver.name, exp, local)
 
 
-def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool) -> None:
+def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool,
+                         exp: str | None = None) -> None:
     """The Python client reads associatedRunIds, the UI's version page ("MLflow runs:")
-    run_ids. A tag is read, extended and written back: on a server two processes may do that
-    at once, so the write is checked after a moment and repeated if another one overwrote it;
-    two first writes of one tag at once make the server's insert fail on its unique key
-    (PostgreSQL: ``model_version_tag_pk``), and the loser tries again."""
+    run_ids: lists of run ids, each read, extended and written back. Locally the store lock
+    serialises the writers. On a server several evals may do that at once, and MLflow has no
+    compare-and-set: a writer that read a list before another's write and writes after it
+    drops that one's run, even after that one checked its own write; and two first writes of
+    one tag at once make the server's insert fail on its unique key (PostgreSQL:
+    ``model_version_tag_pk``). So each writer also puts back every run of experiment ``exp``
+    whose ``promptgov.registry_version`` tag (written before its list write) names this
+    version, and looks again after a pause until one look finds both lists complete: the last
+    write is always followed by its writer's look, which sees every run that was linked, so
+    in the end none is missing."""
     import random
 
     from mlflow.exceptions import MlflowException
 
-    for attempt in range(8):
+    for attempt in range(10):
         tags = c.get_prompt_version(pver.name, pver.version).tags or {}
-        if all(rid in (tags.get(k) or "").split(",") for k in _RUN_KEYS):
+        want = [rid]
+        if not local and exp is not None:
+            found = c.search_runs([exp], f"tags.`promptgov.registry_version` = "
+                                  f"'{pver.version}' and tags.`{RUN_TAG}` LIKE "
+                                  f"'{pver.name}@%'", max_results=200,
+                                  order_by=["attributes.start_time DESC"])
+            want = [r.info.run_id for r in reversed(found) if r.info.run_id != rid] + want
+        if all(set(want) <= set((tags.get(k) or "").split(",")) for k in _RUN_KEYS):
             break
         try:
-            _add_run(c, pver, tags, rid)
+            _add_run(c, pver, tags, want)
         except MlflowException:
-            if local or attempt == 7:
+            if local or attempt == 9:
                 raise
         else:
             if local:
@@ -232,19 +308,27 @@ def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool) -> None:
         time.sleep(random.uniform(0.05, 0.3))
 
 
-def _add_run(c: Any, pver: Any, tags: dict[str, str], rid: str) -> None:
-    """``rid`` appended to the version's run-list tags as read (``tags``)."""
+def _add_run(c: Any, pver: Any, tags: dict[str, str], rids: Sequence[str]) -> None:
+    """``rids`` appended to the version's run-list tags as read (``tags``), where missing."""
     for key in _RUN_KEYS:
-        runs = [r for r in (tags.get(key) or "").split(",") if r and r != rid]
-        c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, rid]))
+        runs = [r for r in (tags.get(key) or "").split(",") if r]
+        new = [r for r in rids if r not in runs]
+        if new:
+            c.set_prompt_version_tag(pver.name, pver.version, key, ",".join([*runs, *new]))
 
 
-def _link_prompt_to_experiment(c: Any, name: str, exp: str) -> None:
-    """The experiment's Prompts tab lists the prompt."""
+def _link_prompt_to_experiment(c: Any, name: str, exp: str, local: bool = False) -> None:
+    """The experiment's Prompts tab lists the prompt. The prompt's list of experiments is read,
+    extended and written back, like a version's list of runs (:func:`_link_version_to_run`):
+    on a server, a write is checked after a moment and repeated if another writer (linking
+    another experiment) replaced it, or if it lost a first write of the tag (the server's
+    insert fails on its unique key) to one."""
     from mlflow.exceptions import MlflowException
     from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
 
-    for attempt in range(4):  # two first writers at once: the loser's insert fails, it retries
+    from promptgov.eval._runindex import pause
+
+    for attempt in range(6):
         ids = [e for e in (c.get_prompt(name).tags or {}).get(
             PROMPT_EXPERIMENT_IDS_TAG_KEY, "").split(",") if e]
         if exp in ids:
@@ -252,11 +336,13 @@ def _link_prompt_to_experiment(c: Any, name: str, exp: str) -> None:
         try:
             c.set_prompt_tag(name, PROMPT_EXPERIMENT_IDS_TAG_KEY,
                              "," + ",".join([*ids, exp]) + ",")
-            return
         except MlflowException:
-            if attempt == 3:
+            if local or attempt == 5:
                 raise
-            time.sleep(0.1 * (attempt + 1))
+        else:
+            if local:
+                return  # the store lock serialises writers: nobody replaced it
+        pause(attempt)
 
 
 def rows(records: Sequence[CaseRecord]) -> list[list[Any]]:
@@ -264,9 +350,16 @@ def rows(records: Sequence[CaseRecord]) -> list[list[Any]]:
     return [[_cell(r.get(k)) for k in TABLE_COLUMNS] for r in records]
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False)
+# builds an encoder per call: a third of the cost of a 3,080-case table
+
+
 def _cell(v: Any) -> Any:
     if isinstance(v, dict | list):
-        v = json.dumps(v, ensure_ascii=False)
-    if isinstance(v, str):  # a lone surrogate in an answer must not sink the logging
-        return v.encode("utf-8", "backslashreplace").decode("utf-8")
+        v = _dumps(v)
+    if isinstance(v, str) and not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate in an answer must not sink the logging
+            return v.encode("utf-8", "backslashreplace").decode("utf-8")
     return v

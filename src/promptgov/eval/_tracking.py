@@ -103,7 +103,11 @@ def _redact(uri: str) -> str:
 
 def client(root: Path) -> Any:
     """The ``MlflowClient`` of the workspace's store, opened (and created or migrated, under the
-    store lock) once per process."""
+    store lock) once per process. On a server, evals that start at once log the same evalset
+    as a dataset input of one experiment at once: the server inserts the dataset row if it is
+    not there yet, and all but one such insert fail on its key (PostgreSQL: UniqueViolation on
+    ``dataset_pk``, answered as 400 BAD_REQUEST); this client's ``log_inputs`` repeats a write
+    that lost that race (the server then finds the dataset and reuses it)."""
     uri = tracking_uri(root)
     key = (str(root), uri)
     with _clients_guard:
@@ -123,7 +127,10 @@ def client(root: Path) -> Any:
 
                 rebuild(root, c, locked=True)
     else:
+        from promptgov.eval._runindex import retrying
+
         c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        c.log_inputs = retrying(c.log_inputs)  # type: ignore[method-assign]
     with _clients_guard:
         return _clients.setdefault(key, c)
 
@@ -155,17 +162,23 @@ def ui_path(exp_id: str) -> str:
 def experiment_id(c: Any, root: Path, name: str) -> str:
     """The experiment ``name`` (created once; a concurrent creator wins and is used). New
     experiments open on their runs, not on an empty traces view, and carry the promptgov
-    view of the runs list (:data:`VIEW_KEY`)."""
+    view of the runs list (:data:`VIEW_KEY`); an experiment without it (made elsewhere) gets
+    it, and of two processes adding it at once on a server, the loser (its insert fails on the
+    tag's key) leaves the winner's."""
     from mlflow.exceptions import MlflowException
 
-    from promptgov.eval._runindex import writing
+    from promptgov.eval._runindex import lost_race, writing
 
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.tags.get(f"mlflow.sharedViewState.{VIEW_KEY}") != view_state():
-            with writing(root, c):
-                c.set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
-                                     view_state())
+            try:
+                with writing(root, c):
+                    c.set_experiment_tag(exp.experiment_id,
+                                         f"mlflow.sharedViewState.{VIEW_KEY}", view_state())
+            except MlflowException as e:
+                if not lost_race(e):
+                    raise
         return str(exp.experiment_id)
     art = None
     if c.tracking_uri.startswith("sqlite:"):  # keep artifacts in the workspace, not in the cwd
