@@ -282,9 +282,9 @@ def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool,
     version, and looks again after a pause until one look finds both lists complete: the last
     write is always followed by its writer's look, which sees every run that was linked, so
     in the end none is missing."""
-    import random
-
     from mlflow.exceptions import MlflowException
+
+    from promptgov.eval._runindex import pause
 
     for attempt in range(10):
         tags = c.get_prompt_version(pver.name, pver.version).tags or {}
@@ -305,7 +305,7 @@ def _link_version_to_run(c: Any, rid: str, pver: Any, local: bool,
         else:
             if local:
                 break  # the store lock serialises writers: nobody overwrote it
-        time.sleep(random.uniform(0.05, 0.3))
+        pause(attempt)
 
 
 def _add_run(c: Any, pver: Any, tags: dict[str, str], rids: Sequence[str]) -> None:
