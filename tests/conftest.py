@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# logger services (promptgov.eval._logger) of the tests' workspaces go away soon after use
+os.environ["PROMPTGOV_LOGGER_IDLE_S"] = "20"
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 

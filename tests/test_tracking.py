@@ -107,27 +107,6 @@ def test_failed_logging_prints_and_keeps_the_result_then_log_pending(ws, monkeyp
     assert again.exit_code == 0 and "nothing pending" in again.stdout
 
 
-def test_one_logger_serves_a_process_and_a_dead_one_is_replaced(ws):
-    """A notebook's second eval hands its result to the logger already open (no second MLflow
-    import); a logger that died is replaced; its death is one line, not a hang."""
-    from promptgov.eval import _logger
-
-    m = FakeModel(id="fake/reuse")
-    r1 = pg.evaluate("ticket_triage@1", "triage_small", model=m, workspace=ws)
-    first = _logger._current
-    r2 = pg.evaluate("ticket_triage@2", "triage_small", model=m, workspace=ws)
-    assert _logger._current is first and first.alive()
-    first.proc.kill()
-    first.proc.wait()
-    with pytest.raises(RuntimeError, match="exited with -9"):
-        first.log(ws / ".promptgov" / "pending" / "none.json", "ticket_triage")
-    r3 = pg.evaluate("ticket_triage@2", "triage_small", model=m, workspace=ws)
-    assert _logger._current is not first
-    c = client(ws)
-    assert {c.get_run(r.run_id).info.status for r in (r1, r2, r3)} == {"FINISHED"}
-    assert len({r1.run_id, r2.run_id, r3.run_id}) == 3
-
-
 def test_a_lone_surrogate_in_an_answer_is_logged_escaped(ws):
     m = FakeModel(id="fake/odd", answer=lambda req: '{"label": "card_arrival\ud800", '
                                                     '"confidence": 0.5}')
@@ -174,8 +153,8 @@ def test_a_stopped_eval_deletes_the_run_it_started(ws):
 
 
 def test_a_killed_eval_leaves_no_started_run(ws):
-    """SIGKILL of the eval's process mid-run: its logger sees stdin close and deletes the run
-    it had started."""
+    """SIGKILL of the eval's process mid-run: its logger service sees the connection close and
+    deletes the run it had started."""
     code = ("import promptgov as pg\n"
             "from promptgov.model._fake import FakeModel\n"
             f"pg.evaluate('ticket_triage@1', 'triage_small', model=FakeModel(id='fake/slow', "
@@ -197,22 +176,6 @@ def test_a_killed_eval_leaves_no_started_run(ws):
     assert [x.info.lifecycle_stage for x in _eval_runs(ws)] == ["deleted"]
 
 
-def test_the_logger_exits_with_its_process(ws):
-    code = ("import sys, promptgov as pg\n"
-            "from promptgov.eval import _logger\n"
-            "from promptgov.model._fake import FakeModel\n"
-            f"pg.evaluate('ticket_triage@1', 'triage_small', model=FakeModel(id='fake/x'), "
-            f"workspace={str(ws)!r})\n"
-            "print(_logger._current.proc.pid)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True)
-    pid = int(out.stdout.split()[-1])
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not Path(f"/proc/{pid}").exists(), "the logger outlived the process that used it"
-
-
 def test_run_reads_well_in_the_ui(ws):
     m = FakeModel(id="fake/ui")
     r = pg.evaluate("ticket_triage@2", "triage_small", model=m, workspace=ws)
@@ -232,7 +195,11 @@ def test_run_reads_well_in_the_ui(ws):
                                     "failure", "input"]
     assert (art / "prompt" / "v2.yaml").read_bytes() == (ws / "prompts" / "ticket_triage"
                                                           / "v2.yaml").read_bytes()
-    assert (art / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the diagram
+    # the diagram, which the logger service draws after the eval has its answer
+    deadline = time.monotonic() + 30
+    while not (art / "reliability.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (art / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the prompt version is linked to its run and to the prompt's experiment (not experiment 0)
     ver = c.get_prompt_version("ticket_triage", run.data.tags["promptgov.registry_version"])
     assert r.run_id in ver.tags["mlflow.prompt.run_ids"].split(",")

@@ -1,172 +1,168 @@
-"""Logging on the other core: a child process imports MLflow and opens the store while the
-eval loads its model and runs its cases in this one, then logs each result it is handed.
+"""Logging on the other core, by a logger service that outlives the command.
 
-Importing MLflow and opening its SQLAlchemy store costs seconds of CPU; in a thread of the eval's
-own process that CPU competes with the eval for the GIL, in a child it runs on the second core.
-The result travels as a file in ``.promptgov/pending/`` (written atomically before the child is
-told about it), so if the child fails the result is already kept for ``promptgov log --pending``.
+Importing MLflow and opening its SQLAlchemy store costs seconds of CPU (2.8 s on a quiet
+machine: longer than a whole cached eval of 3,080 cases). So the first tracked eval of a
+workspace starts a *logger service*, a process that imports MLflow and opens the store once,
+then serves every eval of that workspace and store (each CLI command, a notebook's cells, each
+eval of ``loop``) over a unix socket until it has been idle for ``PROMPTGOV_LOGGER_IDLE_S``
+seconds (default 600; 0: exit as soon as no eval is connected). An eval then pays only for its
+own writes.
 
-The child outlives one evaluation: the next ``evaluate()`` of the same process and store (a
-notebook's next cell, each eval of ``loop``) hands its result to the child already open, and pays
-only for the writes. One child is kept per process (a different workspace or tracking URI
-replaces it), and it exits when this process does (its stdin closes).
+One service per *key*: the workspace, the tracking URI, the Python and the promptgov code it runs
+(the files' sizes and times: an edited or upgraded promptgov starts a new one), and the
+environment MLflow reads credentials and proxies from (hashed: a changed token is a new
+service, and no secret reaches a file name). Model-provider keys (``*_API_KEY``) are not passed
+to it. Sockets live in a private directory (``$XDG_RUNTIME_DIR/promptgov`` or
+``/tmp/promptgov-<uid>``, mode 0700); a service holds ``<key>.lock`` while it owns
+``<key>.sock``, so two commands that start one at once end with one, and a socket left by a
+killed service is replaced. A service also exits when its workspace's ``.promptgov`` is gone.
+
+The result travels as a file in ``.promptgov/pending/`` (written atomically before the service
+is told about it), so if the service fails the result is already kept for ``promptgov log
+--pending``.
 
 The run is written in two parts (:func:`promptgov.eval._runlog.start_run`, ``finish_run``): what
 is known before the cases run (the run, params, dataset, prompt file, registry link) while they
 run, and the results after; a run whose eval stops is deleted (``abandon``), as is one left
-started when this process dies.
+started when its process dies (its connection closes).
 
-Protocol, one JSON line each way: the parent sends ``{"start": token, "experiment": name,
-"snapshot": ..., "params": ..., "model": id, "rows": n}`` (start the run; no answer),
-``{"abandon": token}`` (delete it; no answer) or ``{"log": path, "experiment": name, "token":
-token}``: the child finishes the started run (or logs a whole one), deletes the pending file
-and answers ``{"run_id": ...}`` or ``{"error": ...}``. Only protocol lines go to the child's
-stdout (anything else it prints goes to its stderr, a temporary file read back if it dies).
+Protocol, one JSON line each way on a process's connection: ``{"start": token, "experiment":
+name, "snapshot": ..., "params": ..., "model": id, "rows": n}`` (start the run; no answer),
+``{"abandon": token}`` (delete it; answered ``{"abandoned": token}``, so that the next eval
+never races it) or ``{"log": path, "experiment": name, "token": token}``: the service finishes
+the started run (or logs a whole one), deletes the pending file and answers ``{"run_id": ...}``
+or ``{"error": ...}``.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+IDLE_ENV = "PROMPTGOV_LOGGER_IDLE_S"
+_ENV_PREFIXES = ("MLFLOW_", "AWS_", "AZURE_", "GOOGLE_", "DATABRICKS_", "PROMPTGOV_LOGGER")
+_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+              "CURL_CA_BUNDLE", "PYTHONPATH")
+
 
 class Logger:
-    """The child process and the request/answer exchange with it."""
+    """This process's connection to the workspace's logger service (started if none runs)."""
 
     def __init__(self, root: Path):
-        env = {**os.environ, "MLFLOW_LOGGING_LEVEL": os.environ.get("MLFLOW_LOGGING_LEVEL",
-                                                                    "WARNING")}
         self.key = _key(root)
-        # the child's stderr, read back only if it dies (a pipe nobody reads could fill up)
-        self._err = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "promptgov.eval._logger", str(root)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True,
-            env=env)
+        self.sock = _connect(root, self.key)
+        self._r = self.sock.makefile("r", encoding="utf-8")
+        self._w = self.sock.makefile("w", encoding="utf-8")
         self._lock = threading.Lock()
         self._sending: threading.Thread | None = None
-        self._busy = False  # a run was started: at exit the child must finish or delete it
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        """Connected to a live service (a dead one's socket reads as closed)."""
+        try:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+            return not ready or self.sock.recv(1, socket.MSG_PEEK) != b""
+        except (OSError, ValueError):
+            return False
 
     def start(self, experiment: str, snapshot: dict[str, Any], params: dict[str, Any],
               model: str, rows: int) -> str:
-        """Ask the child to start the run now, while the cases run; a token for :meth:`log`
+        """Ask the service to start the run now, while the cases run; a token for :meth:`log`
         or :meth:`abandon`. Sent from a thread: the message holds the prompt file (hundreds of
-        KB with 770 demos) and the child reads it only once MLflow is imported."""
+        KB with 770 demos)."""
         token = uuid.uuid4().hex
-        self._busy = True
         msg = {"start": token, "experiment": experiment, "snapshot": snapshot,
                "params": params, "model": model, "rows": rows}
         self._sending = threading.Thread(target=self._send_quietly, args=(msg,), daemon=True)
         self._sending.start()
         return token
 
-    def abandon(self, token: str) -> None:
-        """The eval stopped: the child deletes the run it started (no answer)."""
-        self._send_quietly({"abandon": token})
+    def abandon(self, token: str, timeout: float = 30) -> None:
+        """The eval stopped: the service deletes the run it started; waits for that, so that
+        the next eval's run never races the deletion."""
+        with self._lock, contextlib.suppress(OSError, ValueError, RuntimeError):
+            self._send({"abandon": token})
+            self._answer(timeout)
 
     def log(self, pending: Path, experiment: str, token: str | None = None,
             timeout: float = 600) -> str:
-        """Hand ``pending`` to the child; its run id, or ``RuntimeError`` with one line."""
+        """Hand ``pending`` to the service; its run id, or ``RuntimeError`` with one line."""
         with self._lock:
             try:
                 self._send({"log": str(pending), "experiment": experiment,
                             **({"token": token} if token else {})})
                 answer = self._answer(timeout)
-            except OSError:
+            except (OSError, ValueError):
                 answer = None
         if answer is None:
-            raise RuntimeError(self._death())
+            raise RuntimeError(_death(self.key))
         if answer.get("run_id"):
             return str(answer["run_id"])
         raise RuntimeError(answer.get("error") or "the MLflow logger failed")
 
     def _send_quietly(self, msg: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError, ValueError):  # a dead child: log() says so
+        with contextlib.suppress(OSError, ValueError):  # a dead service: log() says so
             self._send(msg)
 
     def _send(self, msg: dict[str, Any]) -> None:
-        """One line to the child, after the start message still being written (if any)."""
+        """One line to the service, after the start message still being written (if any)."""
         sending = self._sending
         if sending is not None and sending is not threading.current_thread():
             sending.join()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
+        self._w.write(json.dumps(msg) + "\n")
+        self._w.flush()
 
     def _answer(self, timeout: float) -> dict[str, Any] | None:
-        """The child's next protocol line; None if it died first."""
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        """The service's next protocol line; None if it died first."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
         if not ready:
             self.close()
-            raise RuntimeError("the MLflow logger did not answer within 10 minutes")
-        line = self.proc.stdout.readline()
+            raise RuntimeError(f"the MLflow logger did not answer within {timeout:.0f} s")
+        line = self._r.readline()
         return json.loads(line) if line.strip() else None
 
-    def _death(self) -> str:
-        """One line on why the child is gone: the last line it wrote to stderr."""
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.close()
-        self._err.seek(0)
-        tail = [x for x in self._err.read().splitlines() if x.strip()]
-        return tail[-1][:300] if tail else f"the MLflow logger exited with {self.proc.returncode}"
-
     def close(self) -> None:
-        """Stop the child (at exit, or when another store needs one). A child that never
-        started a run is killed at once: it may still be importing MLflow (seconds), e.g.
-        after a typo in the prompt's name stopped the eval before it began."""
-        if self.proc.poll() is None and not self._busy:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.poll() is None:
-            try:
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()
-                self.proc.wait(timeout=30)  # it deletes a run left started (see _child)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stdin, self._err):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
+        """Hang up: the service deletes a run this process started and never logged."""
+        for f in (self._r, self._w, self.sock):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
 
 
 _current: Logger | None = None
 _guard = threading.Lock()
 
 
-def _key(root: Path) -> tuple[str, str]:
-    from promptgov.eval._store import tracking_uri
-
-    return str(root.resolve()), tracking_uri(root)
-
-
 def logger_for(root: Path) -> Logger:
-    """This process's logger for ``root``'s store: the running one when it serves the same
-    store and is alive, else a new one (the old one is stopped)."""
+    """This process's connection for ``root``'s store: the open one when it serves the same
+    key and its service is alive, else a new one."""
     global _current
     with _guard:
         if _current is not None and _current.alive() and _current.key == _key(root):
             return _current
         if _current is not None:
             _current.close()
-        _current = Logger(root)
+            _current = None
+        try:
+            _current = Logger(root)
+        except RuntimeError as e:
+            from promptgov.errors import TrackingError
+
+            raise TrackingError(f"the MLflow logger service did not start ({e}); nothing was "
+                                "evaluated (fix: see the line above, or pass --no-track)"
+                                ) from None
         return _current
 
 
@@ -176,42 +172,242 @@ def _stop() -> None:
         _current.close()
 
 
-def _child(root: Path) -> int:
-    """Open the store, then serve requests until stdin closes."""
-    from promptgov.eval._pending import _one_line
+# --- where a service lives ------------------------------------------------------------------
 
-    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)  # whatever else prints goes to stderr, never into the protocol
+def runtime_dir() -> Path:
+    """The private directory of this user's logger sockets (created 0700; refused if another
+    user owns it or others may write to it: a socket there must be this user's own)."""
+    from promptgov.errors import TrackingError
+
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    d = Path(base) / "promptgov" if base and Path(base).is_dir() else \
+        Path("/tmp") / f"promptgov-{os.getuid()}"
+    d.mkdir(mode=0o700, exist_ok=True)
+    st = d.lstat()
+    if not d.is_dir() or d.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise TrackingError(f"{d}: not a private directory of this user (owner {st.st_uid}, "
+                            f"mode {oct(st.st_mode & 0o777)}) (fix: remove it; promptgov "
+                            "creates it again)")
+    return d
+
+
+@functools.cache
+def _code() -> list[Any]:
+    """The promptgov code a service runs: each module's size and modification time (once per
+    process: ~130 files, a few ms)."""
+    import promptgov
+
+    base = Path(promptgov.__file__).parent
+    out: list[Any] = []
+    for dirpath, _, files in os.walk(base):
+        for f in files:
+            if f.endswith(".py"):
+                st = os.stat(os.path.join(dirpath, f))
+                out.append((os.path.join(dirpath, f)[len(str(base)):], st.st_size,
+                            st.st_mtime_ns))
+    return sorted(out)
+
+
+def _key(root: Path) -> str:
+    from promptgov.eval._store import is_local, tracking_uri
+
+    uri = tracking_uri(root)
+    env = sorted((k, v) for k, v in os.environ.items()
+                 if k.startswith(_ENV_PREFIXES) or k.upper() in _ENV_NAMES)
+    relative = is_local(uri) and not uri.startswith(("sqlite:////", "file:///", "/"))
+    parts = [str(root.resolve()), uri, os.getcwd() if relative else "", sys.executable,
+             _code(), env]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
+def _connect(root: Path, key: str, wait: float = 15.0) -> socket.socket:
+    """A connection to the service of ``key``, starting it if none answers."""
+    path = runtime_dir() / f"{key}.sock"
+    s = _try_connect(path)
+    if s is not None:
+        return s
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_API_KEY")}
+    env.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    with (path.with_suffix(".err")).open("a", encoding="utf-8") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "promptgov.eval._logger", str(root),
+                                 key], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, env=env, start_new_session=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        s = _try_connect(path)
+        if s is not None:
+            return s
+        if proc.poll() not in (None, 0):  # 0: another service took the socket; keep trying
+            break
+        time.sleep(0.02)
+    raise RuntimeError(_death(key))
+
+
+def _try_connect(path: Path) -> socket.socket | None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        from promptgov.eval._runlog import abandon_run
-        from promptgov.eval._tracking import client
+        s.connect(str(path))
+    except OSError:  # none there, or a killed service's socket file
+        s.close()
+        return None
+    return s
 
-        c = client(root)
-    except Exception as e:  # noqa: BLE001 - reported when a result arrives
-        return _refuse(proto, _one_line(e))
-    exps: dict[str, str] = {}
-    started: dict[str, str | None] = {}  # token -> run id (None: the start failed)
-    warm = False
-    for line in sys.stdin:
-        msg = json.loads(line)
+
+def _death(key: str) -> str:
+    """One line on why the service is gone: the last line it wrote to its stderr."""
+    try:
+        text = (runtime_dir() / f"{key}.err").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    tail = [x for x in text.splitlines() if x.strip()]
+    return tail[-1][:300] if tail else "the MLflow logger service exited"
+
+
+# --- the service ----------------------------------------------------------------------------
+
+class _Store:
+    """The service's one MLflow client, opened in the background while it accepts, and used by
+    one session at a time."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.c: Any = None
+        self.failure: str | None = None
+        self.exps: dict[str, str] = {}
+        self.ready = threading.Event()
+        self.lock = threading.Lock()
+        self.sessions = 0
+        self.last = time.monotonic()
+        self._count = threading.Lock()
+
+    def open(self) -> None:
+        from promptgov.eval._pending import _one_line
+
         try:
-            _serve(root, c, exps, started, msg, proto)
-        except Exception as e:  # noqa: BLE001 - one line to the parent; the file is kept
-            if "log" in msg:
-                proto.write(json.dumps({"error": _one_line(e)}) + "\n")
-        proto.flush()
-        if not warm and "start" in msg:  # after the run started, before its results come
-            warm = _warm_up()
-    for rid in started.values():  # the parent died mid-eval: its runs are not evidence
-        if rid is not None:
-            with contextlib.suppress(Exception):
-                abandon_run(root, c, rid)
+            from promptgov.eval._tracking import client
+
+            self.c = client(self.root)
+        except Exception as e:  # noqa: BLE001 - reported when a result arrives
+            self.failure = _one_line(e)
+        finally:
+            self.ready.set()
+        if self.c is not None:
+            with self.lock:
+                _warm_up()
+
+    def serve(self, msg: dict[str, Any], started: dict[str, str | None]
+              ) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
+        """The answer to ``msg`` (if it has one), and what to do once it is sent."""
+        from promptgov.eval._pending import _one_line
+
+        self.ready.wait()
+        with self.lock:
+            try:
+                if self.failure is not None:
+                    raise RuntimeError(self.failure)
+                return _serve(self.root, self.c, self.exps, started, msg)
+            except Exception as e:  # noqa: BLE001 - one line to the eval; the file is kept
+                if "abandon" in msg:
+                    return {"abandoned": msg["abandon"]}, None
+                return ({"error": _one_line(e)} if "log" in msg else None), None
+
+    def after(self, then: Callable[[], None]) -> None:
+        with self.lock, contextlib.suppress(Exception):  # a diagram never fails a run
+            then()
+
+    def session(self, conn: socket.socket) -> None:
+        """One eval process's connection; a run it started and never logged is deleted."""
+        from promptgov.eval._runlog import abandon_run
+
+        started: dict[str, str | None] = {}
+        try:
+            with conn.makefile("r", encoding="utf-8") as rf, \
+                    conn.makefile("w", encoding="utf-8") as wf:
+                for line in rf:
+                    reply, then = self.serve(json.loads(line), started)
+                    if reply is not None:
+                        wf.write(json.dumps(reply) + "\n")
+                        wf.flush()
+                    if then is not None:
+                        self.after(then)
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+            if self.c is not None:
+                with self.lock:
+                    for rid in started.values():  # its eval died: not evidence
+                        if rid is not None:
+                            with contextlib.suppress(Exception):
+                                abandon_run(self.root, self.c, rid)
+            with self._count:
+                self.sessions -= 1
+                self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        with self._count:
+            return -1.0 if self.sessions else time.monotonic() - self.last
+
+
+def _service(root: Path, key: str) -> int:
+    """Own ``<key>.sock`` (under ``<key>.lock``), open the store, serve until idle."""
+    import fcntl
+
+    d = runtime_dir()
+    lock = os.open(d / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another service owns the socket
+    os.ftruncate(lock, 0)
+    os.write(lock, str(os.getpid()).encode())  # who serves (for tests and the curious)
+    os.ftruncate(2, 0)  # this service's stderr starts empty (the file is shared by spawners)
+    path = d / f"{key}.sock"
+    path.unlink(missing_ok=True)  # a killed service's
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(64)
+    srv.settimeout(1.0)
+    store = _Store(root)
+    threading.Thread(target=store.open, daemon=True).start()
+    idle = float(os.environ.get(IDLE_ENV, "600"))
+    threads: list[threading.Thread] = []
+
+    def accept(conn: socket.socket) -> None:
+        with store._count:
+            store.sessions += 1
+        t = threading.Thread(target=store.session, args=(conn,), daemon=True)
+        t.start()
+        threads.append(t)
+
+    while True:
+        try:
+            accept(srv.accept()[0])
+            continue
+        except TimeoutError:
+            pass
+        quiet = store.idle_for()
+        if (quiet >= idle or (store.failure is not None and quiet >= 0)
+                or not (root / ".promptgov").is_dir()):
+            break
+    # Stop being found first, then give up the socket's ownership (a new service may start),
+    # then serve whoever connected in between.
+    path.unlink(missing_ok=True)
+    os.close(lock)
+    srv.setblocking(False)
+    with contextlib.suppress(OSError):
+        while True:
+            accept(srv.accept()[0])
+    srv.close()
+    for t in threads:
+        t.join()
     return 0
 
 
 def _serve(root: Path, c: Any, exps: dict[str, str], started: dict[str, str | None],
-           msg: dict[str, Any], proto: Any) -> None:
-    """One request of the protocol (see the module's docstring)."""
+           msg: dict[str, Any]) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
+    """One request of the protocol (see the module's docstring): the answer, if it has one,
+    and what to do after it is sent (draw the reliability diagram of a logged run)."""
     from promptgov.eval._runlog import abandon_run, start_run
     from promptgov.eval._tracking import experiment_id
 
@@ -219,7 +415,7 @@ def _serve(root: Path, c: Any, exps: dict[str, str], started: dict[str, str | No
         rid = started.pop(msg["abandon"], None)
         if rid is not None:
             abandon_run(root, c, rid)
-        return
+        return {"abandoned": msg["abandon"]}, None
     name = msg["experiment"]
     if name not in exps:
         exps[name] = experiment_id(c, root, name)
@@ -227,52 +423,45 @@ def _serve(root: Path, c: Any, exps: dict[str, str], started: dict[str, str | No
         started[msg["start"]] = None  # if it fails, the log request logs a whole run
         started[msg["start"]] = start_run(root, c, exps[name], msg["snapshot"], msg["params"],
                                           msg["model"], msg["rows"])
-    elif "log" in msg:
-        rid = started.pop(msg.get("token") or "", None)
-        rid = _log(root, Path(msg["log"]), (c, exps[name]), rid)
-        proto.write(json.dumps({"run_id": rid}) + "\n")
+        return None, None
+    rid = started.pop(msg.get("token") or "", None)
+    return _log(root, Path(msg["log"]), (c, exps[name]), rid)
 
 
-def _warm_up() -> bool:
-    """Draw and save a tiny figure while the cases run: the first figure of a process pays
-    ~0.35 s of imports and font set-up that the eval's reliability diagram would otherwise wait
-    for (it then takes ~0.23 s for 3,080 cases)."""
+def _warm_up() -> None:
+    """Draw and save a tiny figure once: the first figure of a process pays ~0.35 s of imports
+    and font set-up that an eval's reliability diagram would otherwise wait for."""
     import io
 
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        return True
+        return
     fig = Figure(figsize=(1, 1))
     fig.add_subplot().bar([0], [1])
     fig.savefig(io.BytesIO(), format="png")
-    return True
 
 
-def _refuse(proto: Any, failure: str) -> int:
-    """The store could not be opened: every log request gets the reason; then exit."""
-    for line in sys.stdin:
-        if "log" in json.loads(line):
-            proto.write(json.dumps({"error": failure}) + "\n")
-            proto.flush()
-            return 1
-    return 0
-
-
-def _log(root: Path, path: Path, opened: tuple[Any, str], rid: str | None) -> str:
-    """Finish started run ``rid`` with the pending result at ``path`` (or log a whole run)."""
+def _log(root: Path, path: Path, opened: tuple[Any, str], rid: str | None
+         ) -> tuple[dict[str, Any], Callable[[], None] | None]:
+    """Finish started run ``rid`` with the pending result at ``path`` (or log a whole run).
+    The reliability diagram of a started run is drawn after the eval has its answer: the
+    metrics and the cases table (what ``compare`` and approvals read) are in the run when
+    the eval returns, the diagram (nothing reads it but a person) ~0.3 s later."""
     from promptgov.eval._result import EvalResult
-    from promptgov.eval._runlog import finish_run, log_eval
+    from promptgov.eval._runlog import finish_run, log_eval, log_reliability
 
     data = json.loads(path.read_text(encoding="utf-8"))
     result = EvalResult(**data["result"])
+    then = None
     if rid is None:
         rid = log_eval(root, result, data["snapshot"], opened=opened)
     else:
-        finish_run(root, opened[0], rid, result, data["snapshot"])
+        finish_run(root, opened[0], rid, result, data["snapshot"], figure=False)
+        then = functools.partial(log_reliability, opened[0], rid, result)
     path.unlink()
-    return rid
+    return {"run_id": rid}, then
 
 
 if __name__ == "__main__":
-    sys.exit(_child(Path(sys.argv[1])))
+    sys.exit(_service(Path(sys.argv[1]), sys.argv[2]))

@@ -104,10 +104,11 @@ def start_run(root: Path, c: Any, exp: str, snap: dict[str, Any], params: dict[s
     return rid
 
 
-def finish_run(root: Path, c: Any, rid: str, result: EvalResult, snap: dict[str, Any]
-               ) -> None:
+def finish_run(root: Path, c: Any, rid: str, result: EvalResult, snap: dict[str, Any],
+               figure: bool = True) -> None:
     """The results of started run ``rid``: metrics (headline first) with the headline and note
-    tags in one batch, the cases table, the reliability diagram; then FINISHED and indexed."""
+    tags in one batch, the cases table, the reliability diagram; then FINISHED and indexed.
+    ``figure=False``: the caller logs the diagram itself (:func:`log_reliability`), later."""
     from mlflow.entities import Metric, RunTag
 
     from promptgov.eval._runindex import writing
@@ -129,8 +130,8 @@ def finish_run(root: Path, c: Any, rid: str, result: EvalResult, snap: dict[str,
             c.log_text(rid, json.dumps({"columns": list(TABLE_COLUMNS),
                                         "data": rows(result.records)}, ensure_ascii=False),
                        "cases.json")
-            if result.kind == "classification":
-                _log_reliability(c, rid, result)
+            if figure:
+                log_reliability(c, rid, result)
             c.set_terminated(rid, "FINISHED")
         except BaseException:
             c.set_terminated(rid, "FAILED")
@@ -156,8 +157,12 @@ def _tags(snap: dict[str, Any], params: dict[str, Any], model: str, drifted: boo
             "mlflow.loggedArtifacts": '[{"path": "cases.json", "type": "table"}]'}
 
 
-def _log_reliability(c: Any, rid: str, result: EvalResult) -> None:
-    """The reliability diagram (``pg.plot.reliability``), for a schema with a confidence."""
+def log_reliability(c: Any, rid: str, result: EvalResult) -> None:
+    """The reliability diagram (``pg.plot.reliability``) of a classification run, for a schema
+    with a confidence. It may be added to a finished run: the logger service draws it after
+    answering the eval (drawing it costs ~0.25 s, which the eval then does not wait for)."""
+    if result.kind != "classification":
+        return
     try:
         from promptgov.plot import reliability
 

@@ -1,0 +1,164 @@
+"""The logger service (promptgov.eval._logger): one process per workspace and store that
+imports MLflow once and serves the tracked evals of every command, notebook and ``loop`` until
+it is idle; and what it does when it is killed, left behind, or shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import promptgov as pg
+import promptgov.cli  # noqa: F401  (registers the commands on the app)
+from conftest import small_triage
+from promptgov.cli._app import app
+from promptgov.errors import TrackingError
+from promptgov.eval import _logger
+from promptgov.eval._tracking import client
+from promptgov.model._fake import FakeModel
+
+N = 20
+
+
+@pytest.fixture
+def ws(workspace_dir: Path) -> Path:
+    return small_triage(workspace_dir, N)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+def service_pid(ws: Path) -> int:
+    """The pid of the service of ``ws`` under this process's environment (it writes it into
+    the lock file it holds)."""
+    return int((_logger.runtime_dir() / f"{_logger._key(ws)}.lock").read_text())
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+EVAL = ("import json, sys, promptgov as pg\n"
+        "from promptgov.eval import _logger\n"
+        "from promptgov.model._fake import FakeModel\n"
+        "r = pg.evaluate('ticket_triage@1', 'triage_small', model=FakeModel(id='fake/p'), "
+        "workspace=sys.argv[1])\n"
+        "key = _logger._key(pg.Workspace.of(sys.argv[1]).root)\n"
+        "pid = int((_logger.runtime_dir() / (key + '.lock')).read_text())\n"
+        "print(json.dumps({'run': r.run_id, 'service': pid, "
+        "'mlflow': 'mlflow' in sys.modules}))\n")
+
+
+def run_eval(ws: Path, **env: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", EVAL, str(ws)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_service_serves_the_evals_of_many_commands(ws):
+    """Two commands (processes) in a row: the second is served by the service the first
+    started, and neither eval process imports MLflow."""
+    a, b = run_eval(ws), run_eval(ws)
+    assert a["service"] == b["service"] and alive(a["service"])
+    assert not a["mlflow"] and not b["mlflow"]
+    c = client(ws)
+    assert {c.get_run(x["run"]).info.status for x in (a, b)} == {"FINISHED"}
+    assert a["run"] != b["run"]
+
+
+def test_a_service_killed_mid_eval_keeps_the_result_and_is_replaced(ws):
+    """SIGKILL of the service while the cases run: the eval ends with one line and the result
+    kept for ``log --pending``; the next eval starts a new service."""
+    pg.evaluate("ticket_triage@1", "triage_small", model=FakeModel(id="fake/a"), workspace=ws)
+    pid = service_pid(ws)
+    threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()
+    with pytest.raises(TrackingError) as e:
+        pg.evaluate("ticket_triage@2", "triage_small", workspace=ws, concurrency=1,
+                    model=FakeModel(id="fake/slow", latency_s=0.15))
+    assert "\n" not in str(e.value) and "promptgov log --pending" in str(e.value)
+    assert e.value.result is not None and len(e.value.result.records) == N
+    assert wait_gone(pid, 10)
+    r = pg.evaluate("ticket_triage@1", "triage_small", model=FakeModel(id="fake/b"),
+                    workspace=ws)
+    assert service_pid(ws) != pid
+    assert client(ws).get_run(r.run_id).info.status == "FINISHED"
+    up = CliRunner().invoke(app, ["log", "--pending", "--workspace", str(ws)])
+    assert up.exit_code == 0, up.output
+    assert not list((ws / ".promptgov" / "pending").glob("*.json"))
+
+
+def test_the_service_exits_when_idle_and_when_its_workspace_is_gone(ws, tmp_path):
+    quick = run_eval(ws, PROMPTGOV_LOGGER_IDLE_S="1")
+    assert wait_gone(quick["service"], 15), "an idle service outlived its idle time"
+    other = small_triage(__import__("conftest").copy_workspace(tmp_path / "other"), N)
+    kept = run_eval(other)  # idle time 20 s: it goes because its workspace does
+    assert alive(kept["service"])
+    import shutil
+
+    shutil.rmtree(other / ".promptgov")
+    assert wait_gone(kept["service"], 10), "the service outlived its workspace"
+
+
+def test_a_socket_left_by_a_killed_service_is_replaced(ws):
+    path = _logger.runtime_dir() / f"{_logger._key(ws)}.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))  # a socket file nobody listens on, as a SIGKILLed service leaves
+    dead.close()
+    r = pg.evaluate("ticket_triage@1", "triage_small", model=FakeModel(id="fake/s"),
+                    workspace=ws)
+    assert client(ws).get_run(r.run_id).info.status == "FINISHED"
+
+
+def test_sockets_live_only_in_a_private_directory(ws, tmp_path, monkeypatch):
+    """A runtime directory others may write to (where another user could plant a socket) is
+    refused with one line before any model call."""
+    monkeypatch.setattr(_logger, "_current", None)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "promptgov").mkdir()
+    (tmp_path / "promptgov").chmod(0o777)
+    calls = []
+    m = FakeModel(id="fake/never", answer=lambda req: calls.append(1) or "{}")
+    with pytest.raises(TrackingError, match="not a private directory") as e:
+        pg.evaluate("ticket_triage@1", "triage_small", model=m, workspace=ws)
+    assert "\n" not in str(e.value) and calls == []
+
+
+def test_credentials_choose_the_service_and_model_keys_never_reach_it(ws, monkeypatch):
+    """A changed MLflow token is served by another service (never one holding the old token);
+    a model provider's key is not in the service's environment, nor in any file name."""
+    monkeypatch.setattr(_logger, "_current", None)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "token-a")
+    a = _logger._key(ws)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "token-b")
+    assert _logger._key(ws) != a
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-do-not-leak")
+    b = _logger._key(ws)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
+    assert _logger._key(ws) == b  # model keys do not choose the service
+    pg.evaluate("ticket_triage@1", "triage_small", model=FakeModel(id="fake/k"), workspace=ws)
+    environ = Path(f"/proc/{service_pid(ws)}/environ").read_bytes()
+    assert b"MLFLOW_TRACKING_TOKEN=token-b" in environ
+    assert b"sk-" not in environ and b"OPENAI_API_KEY" not in environ
+    names = " ".join(p.name for p in _logger.runtime_dir().iterdir())
+    assert "token" not in names and "sk-" not in names
