@@ -162,3 +162,18 @@ def test_credentials_choose_the_service_and_model_keys_never_reach_it(ws, monkey
     assert b"sk-" not in environ and b"OPENAI_API_KEY" not in environ
     names = " ".join(p.name for p in _logger.runtime_dir().iterdir())
     assert "token" not in names and "sk-" not in names
+
+
+def test_commands_that_start_a_service_at_once_share_one(ws):
+    """Three commands at once on a workspace with no service: each starts one, one of them
+    owns the socket, and all three are served by it."""
+    outs: list[dict] = []
+    threads = [threading.Thread(target=lambda: outs.append(run_eval(ws))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 3 and len({o["service"] for o in outs}) == 1
+    c = client(ws)
+    assert {c.get_run(o["run"]).info.status for o in outs} == {"FINISHED"}
+    assert len(list(_logger.runtime_dir().glob(f"{_logger._key(ws)}.sock"))) == 1

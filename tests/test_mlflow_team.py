@@ -113,10 +113,13 @@ def failures(procs: list[subprocess.Popen[str]], outs: list[tuple[str, str]],
 
 @pytest.mark.slow
 def test_four_evals_at_once_against_the_postgres_server(ws, server):
+    # each process with a logger service of its own (a PROMPTGOV_LOGGER_* variable is part of
+    # the service's key), as four team members' machines would: four writers at once
     env = {**os.environ, "MLFLOW_TRACKING_URI": server}
     procs = [subprocess.Popen([str(EXE), "eval", f"ticket_triage@{1 + i % 2}", "-e",
                                "triage_small", "-m", f"fake/team{i}", "--json", "-w", str(ws)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env, "PROMPTGOV_LOGGER_MACHINE": str(i)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for i in range(4)]
     outs = [p.communicate(timeout=400) for p in procs]
     if [p.returncode for p in procs] != [0] * 4:  # pytest.fail: the message is not truncated

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -299,12 +300,15 @@ def test_compare_logs_itself_once(ws):
 @pytest.mark.slow
 def test_concurrent_first_use_of_a_sqlite_store(ws):
     """Four evals started at once on a fresh workspace: the store is created and migrated once,
-    under the store lock; every run and metric arrives."""
+    under the store lock; every run and metric arrives. Two share a logger service (both
+    start one at once: one wins the socket), two have one each (a PROMPTGOV_LOGGER_*
+    variable is part of a service's key), so three services create the store at once."""
     assert not (ws / ".promptgov" / "mlflow.db").exists()
     exe = Path(sys.executable).parent / "promptgov"
     procs = [subprocess.Popen([str(exe), "eval", f"ticket_triage@{1 + i % 2}", "-e",
                                "triage_small", "-m", f"fake/p{i}", "--json", "-w", str(ws)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PROMPTGOV_LOGGER_MACHINE": str(max(i, 1))})
              for i in range(4)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [o[1][-2000:] for o in outs]

@@ -26,12 +26,11 @@ is known before the cases run (the run, params, dataset, prompt file, registry l
 run, and the results after; a run whose eval stops is deleted (``abandon``), as is one left
 started when its process dies (its connection closes).
 
-Protocol, one JSON line each way on a process's connection: ``{"start": token, "experiment":
-name, "snapshot": ..., "params": ..., "model": id, "rows": n}`` (start the run; no answer),
-``{"abandon": token}`` (delete it; answered ``{"abandoned": token}``, so that the next eval
-never races it) or ``{"log": path, "experiment": name, "token": token}``: the service finishes
-the started run (or logs a whole one), deletes the pending file and answers ``{"run_id": ...}``
-or ``{"error": ...}``.
+Protocol, one JSON line each way on a process's connection, served in order:
+``{"start": token, "experiment": name, "snapshot": ..., "params": ..., "model": id, "rows":
+n}`` (start the run; no answer), ``{"abandon": token}`` (delete it; no answer) or ``{"log":
+path, "experiment": name, "token": token}``: the service finishes the started run (or logs a
+whole one), deletes the pending file and answers ``{"run_id": ...}`` or ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -90,12 +89,10 @@ class Logger:
         self._sending.start()
         return token
 
-    def abandon(self, token: str, timeout: float = 30) -> None:
-        """The eval stopped: the service deletes the run it started; waits for that, so that
-        the next eval's run never races the deletion."""
-        with self._lock, contextlib.suppress(OSError, ValueError, RuntimeError):
-            self._send({"abandon": token})
-            self._answer(timeout)
+    def abandon(self, token: str) -> None:
+        """The eval stopped: the service deletes the run it started (no answer: this process's
+        next request on the connection is served after it, and Ctrl-C does not wait)."""
+        self._send_quietly({"abandon": token})
 
     def log(self, pending: Path, experiment: str, token: str | None = None,
             timeout: float = 600) -> str:
@@ -307,8 +304,6 @@ class _Store:
                     raise RuntimeError(self.failure)
                 return _serve(self.root, self.c, self.exps, started, msg)
             except Exception as e:  # noqa: BLE001 - one line to the eval; the file is kept
-                if "abandon" in msg:
-                    return {"abandoned": msg["abandon"]}, None
                 return ({"error": _one_line(e)} if "log" in msg else None), None
 
     def after(self, then: Callable[[], None]) -> None:
@@ -415,7 +410,7 @@ def _serve(root: Path, c: Any, exps: dict[str, str], started: dict[str, str | No
         rid = started.pop(msg["abandon"], None)
         if rid is not None:
             abandon_run(root, c, rid)
-        return {"abandoned": msg["abandon"]}, None
+        return None, None
     name = msg["experiment"]
     if name not in exps:
         exps[name] = experiment_id(c, root, name)
