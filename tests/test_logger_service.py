@@ -114,6 +114,10 @@ def test_the_service_exits_when_idle_and_when_its_workspace_is_gone(ws, tmp_path
     other = small_triage(__import__("conftest").copy_workspace(tmp_path / "other"), N)
     kept = run_eval(other)  # idle time 20 s: it goes because its workspace does
     assert alive(kept["service"])
+    art = Path(client(other).get_run(kept["run"]).info.artifact_uri.removeprefix("file://"))
+    deadline = time.monotonic() + 30  # the diagram it draws after the eval's answer
+    while not (art / "reliability.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     import shutil
 
     shutil.rmtree(other / ".promptgov")

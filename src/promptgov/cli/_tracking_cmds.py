@@ -41,14 +41,17 @@ def serve(args: list[str], env_extra: dict[str, str] | None = None) -> int:
     def _term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, _term)
+    # SIGINT too: a shell that starts the command in the background without job control has
+    # it ignored, and Python then leaves it so; Ctrl-C or `kill -INT` must still stop it
+    old = {s: signal.signal(s, _term) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
         stop_group(proc)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
         stop_group(proc)
 
 

@@ -65,8 +65,8 @@ def evaluate(prompt: str | PromptVersion, evalset: str | Evalset | None = None, 
         >>> r.metrics["accuracy"], r.cases.head()                        # doctest: +SKIP
     """
     logger = None
-    if track:  # reachability first; then MLflow opens in a logger process while the model
-        # loads (dspy, wordllama) and the cases run
+    if track:  # reachability first; then the connection to the logger service (started if
+        # none runs: it imports MLflow while the model loads and the cases run)
         from promptgov.eval._logger import logger_for
         from promptgov.eval._tracking import check_reachable
         from promptgov.workspace import Workspace
@@ -91,7 +91,7 @@ def _evaluate(target: EvalTarget, logger: Logger | None, state: str, *, concurre
                         samples=samples, routing_auto=policy.routing.auto,
                         routing_review=policy.routing.review, lock_state=state)
     run = None
-    if logger is not None:  # the run starts in the logger process while the cases run
+    if logger is not None:  # the run starts in the logger service while the cases run
         from promptgov.eval._runlog import snapshot
 
         snap = snapshot(pv, ws, state)
@@ -133,7 +133,7 @@ def _score(kind: str, rec: CaseRecord) -> None:
 
 def _log(ws: Workspace, result: EvalResult, run: tuple[dict[str, Any], str], name: str,
          logger: Logger) -> None:
-    """Hand ``result`` to the logger process, which finishes the run it started (``run``:
+    """Hand ``result`` to the logger service, which finishes the run it started (``run``:
     the prompt snapshot and the start token); if logging fails, the result is kept in
     ``.promptgov/pending/`` and the error says so (one line)."""
     from promptgov.eval._pending import publish, save

@@ -192,9 +192,7 @@ def runtime_dir() -> Path:
 def _code() -> list[Any]:
     """The promptgov code a service runs: each module's size and modification time (once per
     process: ~130 files, a few ms)."""
-    import promptgov
-
-    base = Path(promptgov.__file__).parent
+    base = Path(__file__).resolve().parent.parent  # the promptgov package
     out: list[Any] = []
     for dirpath, _, files in os.walk(base):
         for f in files:
@@ -308,7 +306,8 @@ class _Store:
 
     def after(self, then: Callable[[], None]) -> None:
         with self.lock, contextlib.suppress(Exception):  # a diagram never fails a run
-            then()
+            if (self.root / ".promptgov").is_dir():  # not into a workspace deleted meanwhile
+                then()
 
     def session(self, conn: socket.socket) -> None:
         """One eval process's connection; a run it started and never logged is deleted."""

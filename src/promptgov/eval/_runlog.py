@@ -59,7 +59,7 @@ def run_name(snap: dict[str, Any], model: str, suffix: str = "") -> str:
 def log_eval(root: Path, result: EvalResult, snap: dict[str, Any],
              opened: tuple[Any, str] | None = None) -> str:
     """Log ``result`` as one MLflow run; returns the run id. ``opened``: ``(client,
-    experiment id)`` already opened (by the logger process, :mod:`promptgov.eval._logger`)."""
+    experiment id)`` already opened (by the logger service, :mod:`promptgov.eval._logger`)."""
     from promptgov.eval._tracking import client
 
     if opened is not None:

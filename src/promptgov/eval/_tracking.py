@@ -5,7 +5,8 @@ The default store is a SQLite file in the workspace (``.promptgov/mlflow.db``, a
 Everything goes through an explicit ``MlflowClient``: no global MLflow state is changed.
 
 Opening MLflow costs seconds (the import, the SQLAlchemy store, its migrations), so
-``evaluate()`` opens it in a logger process while the cases run (:mod:`promptgov.eval._logger`);
+``evaluate()`` hands its runs to a logger service that opened it once and outlives the command
+(:mod:`promptgov.eval._logger`);
 a remote server is checked for reachability (:func:`check_reachable`) before the first model
 call, so an unreachable one costs nothing. Two processes creating or migrating the same SQLite
 store at once, or writing to it, take turns on a file lock (:func:`store_lock`) instead of
