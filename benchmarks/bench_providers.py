@@ -12,7 +12,10 @@ limit 1,000 × 0.05 / 16 = 3.125 s), in this order each round:
 - ``promptgov``: ``promptgov.evaluate`` of the zero-shot triage prompt (the example prompt's
   system text and label list, no demos: what DSPy's Predict sends too) with
   ``openai/gpt-4o-mini`` at the loopback ``api_base``, a fresh response cache (every answer is
-  a miss, journaled and folded into SQLite), ``track=False``.
+  a miss, journaled and folded into SQLite), ``track=False``;
+- ``promptgov-tracked``: the same, tracked to the workspace's MLflow store. The workspace is a
+  new one per process, so its logger service starts cold (it imports MLflow on the other core
+  while the cases run): the first tracked eval of a session, the worst case.
 
 The server answers in each harness's format: JSON for a ``response_format``, DSPy's
 ``[[ ## label ## ]]`` fields for its chat adapter, a tool call when tools are offered.
@@ -40,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 16
 MODEL = "openai/gpt-4o-mini"
-HARNESSES = ("httpx", "dspy", "pydantic-evals", "promptgov")
+HARNESSES = ("httpx", "dspy", "pydantic-evals", "promptgov", "promptgov-tracked")
 ANSWER = {"label": "card_arrival", "confidence": 0.9}
 
 
@@ -215,7 +218,7 @@ def run_pydantic_evals(base: str, n: int) -> float:
     return wall
 
 
-def run_promptgov(base: str, n: int) -> float:
+def run_promptgov(base: str, n: int, track: bool = False) -> float:
     import promptgov as pg
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,14 +229,16 @@ def run_promptgov(base: str, n: int) -> float:
         model = pg.get_model(MODEL, api_base=base)
         model.load()
         t0 = time.perf_counter()
-        r = pg.evaluate(pv, es, workspace=ws, model=model, concurrency=CONCURRENCY, track=False)
+        r = pg.evaluate(pv, es, workspace=ws, model=model, concurrency=CONCURRENCY, track=track)
         wall = time.perf_counter() - t0
         assert r.calls == n and r.metrics["failure_rate"] == 0, r
+        assert (r.run_id is not None) == track
     return wall
 
 
 RUNNERS = {"httpx": run_httpx, "dspy": run_dspy, "pydantic-evals": run_pydantic_evals,
-           "promptgov": run_promptgov}
+           "promptgov": run_promptgov,
+           "promptgov-tracked": lambda base, n: run_promptgov(base, n, track=True)}
 
 
 def harness(name: str, base: str, n: int) -> None:

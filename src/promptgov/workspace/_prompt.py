@@ -31,7 +31,7 @@ from pydantic import (
 
 from promptgov._version import RENDER_VERSION  # noqa: F401  (re-exported)
 from promptgov.errors import WorkspaceError
-from promptgov.hashing import content_hash
+from promptgov.hashing import bytes_hash, content_hash
 from promptgov.workspace._provenance import Provenance
 from promptgov.workspace._refs import parse_ref
 from promptgov.workspace._yamlio import pydantic_error, read_yaml
@@ -125,11 +125,9 @@ class PromptVersion(BaseModel):
         """sha256 of the content *with* its key order, which (with the tool versions) is all
         rendering depends on: equal to the locked one, the locked render fingerprint holds
         without rendering (``check`` on a fresh clone skips compiling the templates)."""
-        import hashlib
-
         text = json.dumps(self._content(), separators=(",", ":"),
                           ensure_ascii=False, allow_nan=False)
-        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return bytes_hash(text.encode("utf-8"))
 
     @cached_property
     def render_fingerprint(self) -> str:
