@@ -9,7 +9,10 @@ service runs (each repeat gets a new one), which pays MLflow's import:
    workspace's SQLite store, against the physical limit 1,000 × 50 ms / 16 = 3.125 s.
    Target: ≤ 1.15× the limit.
 2. A fully cached eval of 3,080 triage cases with the 770-demo prompt (``ticket_triage@2``),
-   tracked against untracked. Target: tracked ≤ 1.5× untracked.
+   tracked against untracked. Target: tracked ≤ 1.5× untracked. Measured twice: the
+   ``evaluate()`` call alone (strict: the eval itself is only ~0.5 s), and the ``promptgov
+   eval`` command from start to exit, which is what the issue measured (6.5 s untracked
+   against 29.8 s tracked) and what a user waits for.
 
 1 and 2 are also measured cold, and as the second eval of a process (a notebook's next cell,
 each eval of ``promptgov loop``).
@@ -160,6 +163,14 @@ def main() -> None:
                       warm=True)["wall"] for _ in range(k)]
         print(f"  tracked, 2nd eval of the process (connected)  {fmt(warm)} s = "
               f"{statistics.median(warm) / statistics.median(plain):.2f}x untracked")
+        cmd = [str(EXE), "eval", "ticket_triage@2", "-e", "triage_bench", "-m", "fake/bench",
+               "--concurrency", "16", "--json", "-w", str(ws)]
+        plain = [timed([*cmd, "--no-track"]) for _ in range(k)]
+        tw = [timed(cmd) for _ in range(k)]
+        print(f"  the command `promptgov eval`, untracked  {fmt(plain)} s")
+        print(f"  the command, tracked  {fmt(tw)} s = "
+              f"{statistics.median(tw) / statistics.median(plain):.2f}x untracked "
+              "(target <= 1.5x)")
 
         # 3. status and compare read the run index (the workspace of step 2 has runs)
         for name, cmd in (("status", [str(EXE), "status", "-w", str(ws)]),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -351,20 +351,39 @@ def _link_prompt_to_experiment(c: Any, name: str, exp: str, local: bool = False)
 
 
 def rows(records: Sequence[CaseRecord]) -> list[list[Any]]:
-    """Per-case records as rows of JSON-safe cells, in :data:`TABLE_COLUMNS` order."""
-    return [[_cell(r.get(k)) for k in TABLE_COLUMNS] for r in records]
+    """Per-case records as rows of JSON-safe cells, in :data:`TABLE_COLUMNS` order: a dict or
+    list (an input, an answer) as its JSON text, which the UI's table shows whole."""
+    out = []
+    for r in records:
+        row = [r.get(k) for k in TABLE_COLUMNS]
+        for i, v in enumerate(row):
+            if type(v) is dict or type(v) is list:
+                v = row[i] = _dumps(v)
+            if type(v) is str and not v.isascii():
+                row[i] = _utf8(v)
+        out.append(row)
+    return out
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False)
-# builds an encoder per call: a third of the cost of a 3,080-case table
+def _c_dumps() -> Callable[[Any], str]:
+    """``json.dumps(v, ensure_ascii=False)`` with the C encoder built once: ``dumps`` and
+    ``JSONEncoder.encode`` build one per call, which is two thirds of the cost of a table's
+    cells (3,080 cases, 9,240 cells: 0.035 s -> 0.017 s). Python's own encoder where the C
+    one is missing."""
+    from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+
+    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return json.JSONEncoder(ensure_ascii=False).encode
+    enc = c_make_encoder(None, None, encode_basestring, None, ": ", ", ", False, False, True)
+    return lambda v: "".join(enc(v, 0))
 
 
-def _cell(v: Any) -> Any:
-    if isinstance(v, dict | list):
-        v = _dumps(v)
-    if isinstance(v, str) and not v.isascii():
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate in an answer must not sink the logging
-            return v.encode("utf-8", "backslashreplace").decode("utf-8")
+_dumps = _c_dumps()
+
+
+def _utf8(v: str) -> str:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in an answer must not sink the logging
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
     return v

@@ -73,15 +73,15 @@ def check_store(root: Path) -> None:
 def check_reachable(root: Path, timeout: float = 4.0) -> None:
     """A remote tracking server must answer ``/health`` before anything is paid; one line
     otherwise. Local stores are checked by :func:`check_store`."""
+    uri = tracking_uri(root)
+    if not uri.startswith(("http://", "https://")):
+        check_store(root)
+        return
     import urllib.error
     import urllib.request
 
     from promptgov.errors import TrackingError
 
-    uri = tracking_uri(root)
-    if not uri.startswith(("http://", "https://")):
-        check_store(root)
-        return
     shown = _redact(uri)
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
