@@ -286,9 +286,6 @@ class _Store:
             self.failure = _one_line(e)
         finally:
             self.ready.set()
-        if self.c is not None:
-            with self.lock:
-                _warm_up()
 
     def serve(self, msg: dict[str, Any], started: dict[str, str | None]
               ) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
@@ -420,20 +417,6 @@ def _serve(root: Path, c: Any, exps: dict[str, str], started: dict[str, str | No
         return None, None
     rid = started.pop(msg.get("token") or "", None)
     return _log(root, Path(msg["log"]), (c, exps[name]), rid)
-
-
-def _warm_up() -> None:
-    """Draw and save a tiny figure once: the first figure of a process pays ~0.35 s of imports
-    and font set-up that an eval's reliability diagram would otherwise wait for."""
-    import io
-
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return
-    fig = Figure(figsize=(1, 1))
-    fig.add_subplot().bar([0], [1])
-    fig.savefig(io.BytesIO(), format="png")
 
 
 def _log(root: Path, path: Path, opened: tuple[Any, str], rid: str | None
