@@ -181,3 +181,52 @@ def test_commands_that_start_a_service_at_once_share_one(ws):
     c = client(ws)
     assert {c.get_run(o["run"]).info.status for o in outs} == {"FINISHED"}
     assert len(list(_logger.runtime_dir().glob(f"{_logger._key(ws)}.sock"))) == 1
+
+
+def test_ctrl_c_deletes_the_started_run_and_the_service_serves_on(ws):
+    """Ctrl-C mid-eval: the eval raises after keeping its answers, its started run is deleted
+    (a partial run is never evidence), and the same service logs the next eval."""
+    from mlflow.entities import ViewType
+
+    code = ("import signal, sys, promptgov as pg\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from promptgov.model._fake import FakeModel\n"
+            "pg.evaluate('ticket_triage@1', 'triage_small', model=FakeModel(id='fake/slow', "
+            "latency_s=0.5), workspace=sys.argv[1], concurrency=1)\n")
+    first = run_eval(ws)  # the service is running
+    proc = subprocess.Popen([sys.executable, "-c", code, str(ws)], stderr=subprocess.PIPE,
+                            text=True)
+    c = client(ws)
+    exp = c.get_experiment_by_name("ticket_triage").experiment_id
+
+    def runs() -> list:
+        return c.search_runs([exp], run_view_type=ViewType.ALL)
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(runs()) < 2:  # the interrupted eval's run was started
+            assert proc.poll() is None and time.monotonic() < deadline, "no run was started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "interrupted:" in err
+    deadline = time.monotonic() + 30
+    while sum(r.info.lifecycle_stage == "active" for r in runs()) > 1:
+        assert time.monotonic() < deadline, "the interrupted eval's run was kept"
+        time.sleep(0.1)
+    again = run_eval(ws)
+    assert again["service"] == first["service"]
+    assert c.get_run(again["run"]).info.status == "FINISHED"
+
+
+def test_a_bad_idle_setting_is_one_line_before_any_call(ws, monkeypatch):
+    monkeypatch.setattr(_logger, "_current", None)
+    monkeypatch.setenv("PROMPTGOV_LOGGER_IDLE_S", "ten minutes")
+    calls = []
+    m = FakeModel(id="fake/never", answer=lambda req: calls.append(1) or "{}")
+    with pytest.raises(TrackingError, match="PROMPTGOV_LOGGER_IDLE_S='ten minutes' is not a "
+                                            "number of seconds") as e:
+        pg.evaluate("ticket_triage@1", "triage_small", model=m, workspace=ws)
+    assert "\n" not in str(e.value) and calls == []

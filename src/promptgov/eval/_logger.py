@@ -171,6 +171,21 @@ def _stop() -> None:
 
 # --- where a service lives ------------------------------------------------------------------
 
+def idle_seconds() -> float:
+    """``PROMPTGOV_LOGGER_IDLE_S``: how long a service waits for the next eval (default 600)."""
+    from promptgov.errors import TrackingError
+
+    raw = os.environ.get(IDLE_ENV, "600")
+    try:
+        idle = float(raw)
+    except ValueError:
+        idle = -1.0
+    if not idle >= 0:  # also NaN
+        raise TrackingError(f"{IDLE_ENV}={raw!r} is not a number of seconds (fix: e.g. "
+                            f"{IDLE_ENV}=600, or 0 for a service that exits after each eval)")
+    return idle
+
+
 def runtime_dir() -> Path:
     """The private directory of this user's logger sockets (created 0700; refused if another
     user owns it or others may write to it: a socket there must be this user's own)."""
@@ -218,6 +233,7 @@ def _key(root: Path) -> str:
 def _connect(root: Path, key: str, wait: float = 15.0) -> socket.socket:
     """A connection to the service of ``key``, starting it if none answers."""
     path = runtime_dir() / f"{key}.sock"
+    idle_seconds()  # a bad setting is one line here, not a service that dies after starting
     s = _try_connect(path)
     if s is not None:
         return s
@@ -361,7 +377,7 @@ def _service(root: Path, key: str) -> int:
     srv.settimeout(1.0)
     store = _Store(root)
     threading.Thread(target=store.open, daemon=True).start()
-    idle = float(os.environ.get(IDLE_ENV, "600"))
+    idle = idle_seconds()
     threads: list[threading.Thread] = []
 
     def accept(conn: socket.socket) -> None:
@@ -369,7 +385,7 @@ def _service(root: Path, key: str) -> int:
             store.sessions += 1
         t = threading.Thread(target=store.session, args=(conn,), daemon=True)
         t.start()
-        threads.append(t)
+        threads[:] = [x for x in threads if x.is_alive()] + [t]
 
     while True:
         try:
