@@ -14,8 +14,7 @@ service runs (each repeat gets a new one), which pays MLflow's import:
    eval`` command from start to exit, which is what the issue measured (6.5 s untracked
    against 29.8 s tracked) and what a user waits for.
 
-1 and 2 are also measured cold, and as the second eval of a process (a notebook's next cell,
-each eval of ``promptgov loop``).
+1 and 2 are also measured cold, and as the second eval of a process (a notebook's next cell).
 3. ``promptgov status`` and ``promptgov compare ticket_triage --no-log`` on a workspace with
    runs logged (the run index answers, no MLflow import). Target: < 2 s.
 4. ``promptgov ui``: seconds from the command to the first page. Target: ≤ 10 s.

@@ -76,15 +76,34 @@ def run_eval(ws: Path, **env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def services_of(ws: Path) -> list[int]:
+    """Pids of the logger services running for workspace ``ws``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"promptgov.eval._logger" in cmd and str(ws).encode() in cmd and alive(int(d.name)):
+            out.append(int(d.name))
+    return out
+
+
 def test_one_service_serves_the_evals_of_many_commands(ws):
-    """Two commands (processes) in a row: the second is served by the service the first
-    started, and neither eval process imports MLflow."""
-    a, b = run_eval(ws), run_eval(ws)
-    assert a["service"] == b["service"] and alive(a["service"])
+    """Evals in a row from separate processes, a notebook's ``pg.evaluate`` and the ``promptgov
+    eval`` command (which sets MLflow's log level, a notebook does not): all are served by the
+    service the first started, and no eval process imports MLflow."""
+    a = run_eval(ws)
+    cmd = subprocess.run([str(Path(sys.executable).parent / "promptgov"), "eval",
+                          "ticket_triage@2", "-e", "triage_small", "-m", "fake/cli", "--json",
+                          "-w", str(ws)], capture_output=True, text=True, timeout=300)
+    assert cmd.returncode == 0, cmd.stderr[-2000:]
+    b = run_eval(ws)
+    assert a["service"] == b["service"] and services_of(ws) == [a["service"]]
     assert not a["mlflow"] and not b["mlflow"]
     c = client(ws)
-    assert {c.get_run(x["run"]).info.status for x in (a, b)} == {"FINISHED"}
-    assert a["run"] != b["run"]
+    ids = [a["run"], json.loads(cmd.stdout)["run_id"], b["run"]]
+    assert {c.get_run(x).info.status for x in ids} == {"FINISHED"} and len(set(ids)) == 3
 
 
 def test_a_service_killed_mid_eval_keeps_the_result_and_is_replaced(ws):
@@ -156,6 +175,9 @@ def test_credentials_choose_the_service_and_model_keys_never_reach_it(ws, monkey
     a = _logger._key(ws)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "token-b")
     assert _logger._key(ws) != a
+    b = _logger._key(ws)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "ERROR")  # the commands set it, notebooks not:
+    assert _logger._key(ws) == b  # a command and a notebook share one service
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-do-not-leak")
     b = _logger._key(ws)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-other")

@@ -3,10 +3,11 @@
 Importing MLflow and opening its SQLAlchemy store costs seconds of CPU (2.8 s on a quiet
 machine: longer than a whole cached eval of 3,080 cases). So the first tracked eval of a
 workspace starts a *logger service*, a process that imports MLflow and opens the store once,
-then serves every eval of that workspace and store (each CLI command, a notebook's cells, each
-eval of ``loop``) over a unix socket until it has been idle for ``PROMPTGOV_LOGGER_IDLE_S``
-seconds (default 600; 0: exit as soon as no eval is connected). An eval then pays only for its
-own writes.
+then serves every tracked ``evaluate()`` of that workspace and store (each ``promptgov eval``
+command, a notebook's cells) over a unix socket until it has been idle for
+``PROMPTGOV_LOGGER_IDLE_S`` seconds (default 600; 0: exit as soon as no eval is connected). An
+eval then pays only for its own writes. (``loop``, ``compare``, ``adversarial`` and ``log
+--pending`` still open MLflow in their own process.)
 
 One service per *key*: the workspace, the tracking URI, the Python and the promptgov code it runs
 (the files' sizes and times: an edited or upgraded promptgov starts a new one), and the
@@ -56,6 +57,10 @@ IDLE_ENV = "PROMPTGOV_LOGGER_IDLE_S"
 _ENV_PREFIXES = ("MLFLOW_", "AWS_", "AZURE_", "GOOGLE_", "DATABRICKS_", "PROMPTGOV_LOGGER")
 _ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
               "CURL_CA_BUNDLE", "PYTHONPATH")
+# Output settings that do not change what is written where; promptgov's own commands set some
+# of them (and a notebook does not), and a command and a notebook must share one service.
+_ENV_IGNORED = ("MLFLOW_LOGGING_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+                "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_DISABLE_TELEMETRY")
 
 
 class Logger:
@@ -223,7 +228,8 @@ def _key(root: Path) -> str:
 
     uri = tracking_uri(root)
     env = sorted((k, v) for k, v in os.environ.items()
-                 if k.startswith(_ENV_PREFIXES) or k.upper() in _ENV_NAMES)
+                 if (k.startswith(_ENV_PREFIXES) or k.upper() in _ENV_NAMES)
+                 and k not in _ENV_IGNORED)
     relative = is_local(uri) and not uri.startswith(("sqlite:////", "file:///", "/"))
     parts = [str(root.resolve()), uri, os.getcwd() if relative else "", sys.executable,
              _code(), env]
