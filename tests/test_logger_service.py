@@ -65,7 +65,7 @@ EVAL = ("import json, sys, promptgov as pg\n"
         "workspace=sys.argv[1])\n"
         "key = _logger._key(pg.Workspace.of(sys.argv[1]).root)\n"
         "pid = int((_logger.runtime_dir() / (key + '.lock')).read_text())\n"
-        "print(json.dumps({'run': r.run_id, 'service': pid, "
+        "print(json.dumps({'run': r.run_id, 'service': pid, 'key': key, "
         "'mlflow': 'mlflow' in sys.modules}))\n")
 
 
@@ -130,6 +130,8 @@ def test_a_service_killed_mid_eval_keeps_the_result_and_is_replaced(ws):
 def test_the_service_exits_when_idle_and_when_its_workspace_is_gone(ws, tmp_path):
     quick = run_eval(ws, PROMPTGOV_LOGGER_IDLE_S="1")
     assert wait_gone(quick["service"], 15), "an idle service outlived its idle time"
+    left = list(_logger.runtime_dir().glob(f"{quick['key']}.*"))
+    assert left == [], f"a service that exited cleanly left {left}"
     other = small_triage(__import__("conftest").copy_workspace(tmp_path / "other"), N)
     kept = run_eval(other)  # idle time 20 s: it goes because its workspace does
     assert alive(kept["service"])

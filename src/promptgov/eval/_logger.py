@@ -362,15 +362,41 @@ class _Store:
             return -1.0 if self.sessions else time.monotonic() - self.last
 
 
-def _service(root: Path, key: str) -> int:
-    """Own ``<key>.sock`` (under ``<key>.lock``), open the store, serve until idle."""
+def _own(d: Path, key: str, wait: float = 5.0) -> int | None:
+    """``<key>.lock`` opened and locked: this process owns ``<key>.sock``. None when another
+    service owns it and answers there. A lock held by a service that is exiting (it has stopped
+    answering) is waited for; a lock file it removed meanwhile is opened again."""
     import fcntl
 
+    lockpath, deadline = d / f"{key}.lock", time.monotonic() + wait
+    while True:
+        fd = os.open(lockpath, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            live = _try_connect(d / f"{key}.sock")
+            if live is not None:
+                live.close()
+                return None
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+            continue
+        try:
+            if os.fstat(fd).st_ino == os.stat(lockpath).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file its owner removed on exit: open the path again
+
+
+def _service(root: Path, key: str) -> int:
+    """Own ``<key>.sock`` (under ``<key>.lock``), open the store, serve until idle; on a clean
+    exit, leave no file behind (a killed service leaves its ``.err`` for the next command)."""
     d = runtime_dir()
-    lock = os.open(d / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = _own(d, key)
+    if lock is None:
         return 0  # another service owns the socket
     os.ftruncate(lock, 0)
     os.write(lock, str(os.getpid()).encode())  # who serves (for tests and the curious)
@@ -403,8 +429,11 @@ def _service(root: Path, key: str) -> int:
         if (quiet >= idle or (store.failure is not None and quiet >= 0)
                 or not (root / ".promptgov").is_dir()):
             break
-    # Stop being found first, then give up the socket's ownership (a new service may start),
-    # then serve whoever connected in between.
+    # Remove the files while still owning them (a command starts a new service only once the
+    # socket is gone, and that one creates new files); then give up the ownership; then serve
+    # whoever connected in between.
+    (d / f"{key}.err").unlink(missing_ok=True)
+    (d / f"{key}.lock").unlink(missing_ok=True)
     path.unlink(missing_ok=True)
     os.close(lock)
     srv.setblocking(False)
