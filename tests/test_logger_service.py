@@ -25,6 +25,7 @@ from promptgov.errors import TrackingError
 from promptgov.eval import _logger
 from promptgov.eval._tracking import client
 from promptgov.model._fake import FakeModel
+from support.procs import alive, processes_with
 
 N = 20
 
@@ -32,17 +33,6 @@ N = 20
 @pytest.fixture
 def ws(workspace_dir: Path) -> Path:
     return small_triage(workspace_dir, N)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purposes
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return False
 
 
 def service_pid(ws: Path) -> int:
@@ -78,15 +68,7 @@ def run_eval(ws: Path, **env: str) -> dict:
 
 def services_of(ws: Path) -> list[int]:
     """Pids of the logger services running for workspace ``ws``."""
-    out = []
-    for d in Path("/proc").iterdir():
-        try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"promptgov.eval._logger" in cmd and str(ws).encode() in cmd and alive(int(d.name)):
-            out.append(int(d.name))
-    return out
+    return [p for p in processes_with(f"promptgov.eval._logger {ws} ") if alive(p)]
 
 
 def test_one_service_serves_the_evals_of_many_commands(ws):

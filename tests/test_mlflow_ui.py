@@ -26,6 +26,7 @@ import promptgov.cli  # noqa: F401  (registers the commands on the app)
 from promptgov.cli._app import app
 from promptgov.eval._tracking import client, ui_path
 from promptgov.model._fake import FakeModel
+from support.procs import processes_with
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,20 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids whose command line contains ``marker`` (e.g. the UI's ``--port N``)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmd:
-                out.append(int(d.name))
-    return out
 
 
 class UI:

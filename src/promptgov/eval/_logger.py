@@ -163,8 +163,8 @@ def logger_for(root: Path) -> Logger:
             from promptgov.errors import TrackingError
 
             raise TrackingError(f"the MLflow logger service did not start ({e}); nothing was "
-                                "evaluated (fix: see the line above, or pass --no-track)"
-                                ) from None
+                                "evaluated (fix: what the parentheses name, or pass "
+                                "--no-track)") from None
         return _current
 
 
